@@ -1,0 +1,8 @@
+//! `graft bench` (placeholder until implemented).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`graft bench` is not implemented yet")
+}

@@ -1,0 +1,8 @@
+//! `graft generate` (placeholder until implemented).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`graft generate` is not implemented yet")
+}

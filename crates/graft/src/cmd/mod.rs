@@ -1,0 +1,11 @@
+//! One module per subcommand: its clap arguments and a `run` function.
+pub mod bench;
+pub mod data;
+pub mod download;
+pub mod eval;
+pub mod export;
+pub mod generate;
+pub mod inspect;
+pub mod plan;
+pub mod prepare;
+pub mod train;

@@ -1,0 +1,8 @@
+//! `graft plan` (placeholder until implemented).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`graft plan` is not implemented yet")
+}

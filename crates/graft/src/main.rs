@@ -1,0 +1,72 @@
+//! `graft`: domain-adaptive continual pre-training of Llama-3, as a command line.
+//!
+//! Thin glue: every subcommand parses its arguments here and calls into the library crates.
+
+mod backend;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "graft", version, about = "Domain-adaptive continual pre-training of Llama-3 (Instruction Pre-Training) on Burn")]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a model from the HuggingFace Hub into the local HF cache.
+    Download(cmd::download::Args),
+    /// Show a model's architecture, parameter count, dtype and memory needs.
+    Inspect(cmd::inspect::Args),
+    /// Evaluate a model (perplexity, multiple choice).
+    #[command(subcommand)]
+    Eval(cmd::eval::EvalCommand),
+    /// Look at a recipe's data sources.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Tokenize a recipe's sources into pre-tokenized shards.
+    Prepare(cmd::prepare::Args),
+    /// Run a training recipe (continual pre-training, full or LoRA).
+    Train(cmd::train::Args),
+    /// Export a checkpoint to a HuggingFace model directory.
+    Export(cmd::export::Args),
+    /// Generate text from a prompt.
+    Generate(cmd::generate::Args),
+    /// Estimate per-GPU memory for a recipe.
+    Plan(cmd::plan::Args),
+    /// Benchmarks: model load, training step, data pipeline, export.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match cli.command {
+        Command::Download(a) => cmd::download::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Eval(c) => cmd::eval::run(c),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
