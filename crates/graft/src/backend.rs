@@ -10,6 +10,6 @@ pub type Backend = burn::backend::Cuda<half::bf16, i32>;
 pub type TrainBackend = burn::backend::Autodiff<Backend>;
 
 /// The device the CLI uses (GPU 0 on CUDA).
-pub fn device() -> <Backend as burn::tensor::backend::Backend>::Device {
+pub fn device() -> burn::tensor::Device<Backend> {
     Default::default()
 }
