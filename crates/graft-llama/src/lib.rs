@@ -1,1 +1,33 @@
-//! graft-llama
+//! graft-llama: Llama-3 in Burn — HF config, model, loss, safetensors loading, Hub resolution
+//! and memory estimates.
+//!
+//! ```text
+//! config.json ──ModelConfig──▶ LlamaConfig ──init──▶ Llama<B> ◀──load── *.safetensors
+//!                                                      │  keymap: HF name ⇄ parameter
+//!                                                      ▼
+//!                                     forward(tokens) → logits → causal_lm_loss
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod hub;
+pub mod keymap;
+pub mod load;
+pub mod loss;
+pub mod memory;
+pub mod mlp;
+pub mod model;
+pub mod norm;
+pub mod proj;
+pub mod rope;
+
+pub use config::{HfConfig, LlamaConfig, ModelConfig};
+pub use error::{Error, Result};
+pub use keymap::{hf_params, param_keys, LayerParam, ParamKey, ParamKind, ParamTensor};
+pub use load::{load, load_weights, weight_files, WeightFiles};
+pub use loss::{causal_lm_loss, causal_lm_loss_sum, IGNORE_INDEX};
+pub use model::{DecoderLayer, KvCache, Llama};
+pub use proj::{Proj, ProjConfig};
+pub use rope::Llama3Scaling;

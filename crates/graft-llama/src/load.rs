@@ -1,0 +1,256 @@
+//! Loading HuggingFace safetensors checkpoints (one file or a sharded set) into a [`Llama`].
+//!
+//! Files are memory-mapped and converted tensor by tensor: each tensor is copied out of the map,
+//! converted to the device's float dtype, handed to the device and its host copy dropped, so
+//! loading an N-byte checkpoint needs about N bytes of device memory and only one tensor's worth
+//! of extra host memory. Every header is validated before any tensor is converted, so a bad
+//! checkpoint fails fast and nothing is half-loaded.
+//!
+//! A tied model (`tie_word_embeddings: true`) needs no `lm_head.weight`; if the checkpoint has
+//! one anyway it is ignored, as HF does (with a warning). Legacy `rotary_emb.inv_freq` buffers
+//! are ignored too. Any other unknown tensor is an error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::TensorData;
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::keymap::{param_keys, ParamKey};
+use crate::model::Llama;
+
+/// Name of the single-file checkpoint.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// Name of the shard index of a sharded checkpoint.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+/// Name of the model config.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The weight files of a checkpoint directory.
+#[derive(Debug, Clone)]
+pub struct WeightFiles {
+    /// The shard index, when the checkpoint is sharded.
+    pub index: Option<PathBuf>,
+    /// The safetensors files, in index order (or the single `model.safetensors`).
+    pub files: Vec<PathBuf>,
+}
+
+/// Finds the weight files of `dir`: the shards named in `model.safetensors.index.json`
+/// (each must exist), else `model.safetensors`.
+pub fn weight_files(dir: &Path) -> Result<WeightFiles> {
+    let index = dir.join(INDEX_FILE);
+    if index.is_file() {
+        let shards = read_index(&index)?;
+        let mut files = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let path = dir.join(&shard);
+            if !path.is_file() {
+                return Err(Error::MissingShard {
+                    index: index.clone(),
+                    shard,
+                    dir: dir.to_path_buf(),
+                });
+            }
+            files.push(path);
+        }
+        return Ok(WeightFiles {
+            index: Some(index),
+            files,
+        });
+    }
+    let single = dir.join(SINGLE_FILE);
+    if single.is_file() {
+        return Ok(WeightFiles {
+            index: None,
+            files: vec![single],
+        });
+    }
+    Err(Error::NoWeights {
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The distinct shard file names of an index, in first-seen order of its sorted `weight_map`.
+pub fn read_index(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json_err = |message: String| Error::Json {
+        path: index.to_path_buf(),
+        message,
+    };
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| json_err(e.to_string()))?;
+    let mut shards: Vec<String> = Vec::new();
+    for file in parsed.weight_map.into_values() {
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(json_err(format!("shard name {file:?} must be a plain file name")));
+        }
+        if !shards.contains(&file) {
+            shards.push(file);
+        }
+    }
+    if shards.is_empty() {
+        return Err(json_err("weight_map is empty".into()));
+    }
+    Ok(shards)
+}
+
+/// Reads `dir/config.json` and the weights of `dir` into a new model on `device`.
+pub fn load<B: Backend>(dir: impl AsRef<Path>, device: &B::Device) -> Result<(Llama<B>, ModelConfig)> {
+    let dir = dir.as_ref();
+    let config = ModelConfig::from_file(dir.join(CONFIG_FILE))?;
+    let mut model = config.llama.init::<B>(device);
+    load_weights(&mut model, dir)?;
+    Ok((model, config))
+}
+
+/// A memory-mapped safetensors file.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and lives no longer than this loader; a checkpoint file
+        // modified while being loaded is outside what any loader can guard against.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.map).map_err(|e| Error::Safetensors {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Loads every parameter of `model` from the safetensors files of `dir`, replacing its values.
+pub fn load_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Result<()> {
+    let files = weight_files(dir)?;
+    let shards = files
+        .files
+        .iter()
+        .map(|p| Shard::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = plan(model, dir, &shards)?;
+    let mut loaded = 0usize;
+    for (shard, names) in shards.iter().zip(plan) {
+        let tensors = shard.tensors()?;
+        for (name, key) in names {
+            let view = tensors.tensor(&name).map_err(|e| Error::Safetensors {
+                path: shard.path.clone(),
+                message: e.to_string(),
+            })?;
+            let data = to_tensor_data(&shard.path, &name, view.dtype(), view.shape(), view.data())?;
+            model.set_param_data(key, data)?;
+            loaded += 1;
+        }
+    }
+    tracing::info!(dir = %dir.display(), tensors = loaded, files = shards.len(), "loaded checkpoint");
+    Ok(())
+}
+
+/// Validates every header against the model and returns, per shard, the tensors to load.
+fn plan<B: Backend>(model: &Llama<B>, dir: &Path, shards: &[Shard]) -> Result<Vec<Vec<(String, ParamKey)>>> {
+    let config = model.config();
+    let mut seen: HashSet<ParamKey> = HashSet::new();
+    let mut plan = Vec::with_capacity(shards.len());
+    for shard in shards {
+        let tensors = shard.tensors()?;
+        let mut names = Vec::new();
+        for (name, view) in tensors.iter() {
+            let Some(key) = accept(&shard.path, name, view.shape(), config)? else {
+                continue;
+            };
+            let expected = key.shape(config);
+            if view.shape() != expected.as_slice() {
+                return Err(Error::ShapeMismatch {
+                    path: shard.path.clone(),
+                    tensor: name.to_string(),
+                    expected,
+                    actual: view.shape().to_vec(),
+                });
+            }
+            check_dtype(&shard.path, name, view.dtype())?;
+            if !seen.insert(key) {
+                return Err(Error::UnexpectedTensor {
+                    path: shard.path.clone(),
+                    tensor: format!("{name} (a second copy)"),
+                    shape: view.shape().to_vec(),
+                });
+            }
+            names.push((name.to_string(), key));
+        }
+        plan.push(names);
+    }
+    if let Some(missing) = param_keys(config).into_iter().find(|k| !seen.contains(k)) {
+        return Err(Error::MissingTensor {
+            dir: dir.to_path_buf(),
+            tensor: missing.hf_name(),
+            expected: missing.shape(config),
+        });
+    }
+    Ok(plan)
+}
+
+/// The parameter a checkpoint tensor loads into; `None` for tensors deliberately ignored.
+fn accept(path: &Path, name: &str, shape: &[usize], config: &crate::LlamaConfig) -> Result<Option<ParamKey>> {
+    if let Ok(key) = ParamKey::lookup(name, config) {
+        return Ok(Some(key));
+    }
+    if name == "lm_head.weight" && config.tie_word_embeddings {
+        tracing::warn!(file = %path.display(), "ignoring lm_head.weight: the model ties it to embed_tokens");
+        return Ok(None);
+    }
+    if name.ends_with(".rotary_emb.inv_freq") {
+        return Ok(None);
+    }
+    Err(Error::UnexpectedTensor {
+        path: path.to_path_buf(),
+        tensor: name.to_string(),
+        shape: shape.to_vec(),
+    })
+}
+
+fn check_dtype(path: &Path, name: &str, dtype: Dtype) -> Result<()> {
+    match dtype {
+        Dtype::F32 | Dtype::BF16 | Dtype::F16 => Ok(()),
+        other => Err(Error::UnsupportedDtype {
+            path: path.to_path_buf(),
+            tensor: name.to_string(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Copies one tensor out of the map into host data of its own dtype (the device conversion
+/// happens when it is uploaded). Handles any alignment of the source bytes.
+pub(crate) fn to_tensor_data(path: &Path, name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<TensorData> {
+    let data = match dtype {
+        Dtype::F32 => TensorData::new(bytemuck::pod_collect_to_vec::<u8, f32>(bytes), shape),
+        Dtype::BF16 => TensorData::new(bytemuck::pod_collect_to_vec::<u8, bf16>(bytes), shape),
+        Dtype::F16 => TensorData::new(bytemuck::pod_collect_to_vec::<u8, f16>(bytes), shape),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                path: path.to_path_buf(),
+                tensor: name.to_string(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    };
+    Ok(data)
+}

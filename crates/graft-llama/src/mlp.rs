@@ -1,0 +1,44 @@
+//! The SwiGLU feed-forward block of Llama.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::proj::{Proj, ProjConfig};
+
+/// Configuration of an [`Mlp`].
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+}
+
+/// `down(silu(gate(x)) · up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Proj<B>,
+    pub up_proj: Proj<B>,
+    pub down_proj: Proj<B>,
+}
+
+impl MlpConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
+        Mlp {
+            gate_proj: ProjConfig::new(self.hidden_size, self.intermediate_size).init(device),
+            up_proj: ProjConfig::new(self.hidden_size, self.intermediate_size).init(device),
+            down_proj: ProjConfig::new(self.intermediate_size, self.hidden_size).init(device),
+        }
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// # Shapes
+    /// - input: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
