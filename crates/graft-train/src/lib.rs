@@ -1,1 +1,21 @@
-//! graft-train
+//! graft-train: the training loop of graft and its parts — recipe, learning-rate schedule, AdamW,
+//! global-norm clipping, checkpoints and TensorBoard logging.
+
+pub mod checkpoint;
+pub mod clip;
+pub mod error;
+pub mod optim;
+pub mod optim_state;
+pub mod schedule;
+pub mod state;
+
+pub use checkpoint::{Checkpoint, CheckpointDir};
+pub use error::{Result, TrainError};
+pub use optim::{AdamW, AdamWConfig, ParamState};
+pub use schedule::WarmupCosine;
+pub use state::{RngState, TrainingState};
+
+#[cfg(test)]
+mod optim_tests;
+#[cfg(test)]
+mod toy;

@@ -1,0 +1,175 @@
+//! AdamW exactly as `torch.optim.AdamW`, with per-parameter state keyed by module path.
+//!
+//! Burn's own `AdamW` keys its state by `ParamId` (not stable across runs), folds the bias
+//! correction into epsilon, and decays every tensor. This one:
+//! - applies decoupled weight decay `p ← p·(1 − lr·wd)` before the Adam update, only to tensors
+//!   with at least 2 dimensions (RMSNorm weights are not decayed);
+//! - updates `m ← lerp(m, g, 1−β₁)`, `v ← β₂·v + (1−β₂)·g²`, then
+//!   `p ← p − lr/(1−β₁ᵗ) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + eps)`;
+//! - keeps the moments in f32 and creates state only for parameters that receive a gradient, so
+//!   frozen parameters (LoRA base weights) get neither update nor state.
+//!
+//! State is saved to and restored from safetensors bit-exactly (see [`crate::optim_state`]).
+
+use std::collections::BTreeMap;
+
+use burn::module::{AutodiffModule, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, FloatDType, Tensor};
+
+/// AdamW hyperparameters (the learning rate comes from the schedule at each step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// β₁, the first-moment decay.
+    pub beta1: f64,
+    /// β₂, the second-moment decay.
+    pub beta2: f64,
+    /// Added to the bias-corrected sqrt(v).
+    pub eps: f64,
+    /// Decoupled weight decay, applied to tensors with ≥ 2 dimensions only.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 }
+    }
+}
+
+/// The Adam moments of one parameter, flattened, in f32.
+#[derive(Debug, Clone)]
+pub struct ParamState<B: Backend> {
+    /// Number of updates applied to this parameter.
+    pub step: u64,
+    /// The parameter's shape.
+    pub shape: Vec<usize>,
+    /// First moment `m`, flattened.
+    pub exp_avg: Tensor<B, 1>,
+    /// Second moment `v`, flattened.
+    pub exp_avg_sq: Tensor<B, 1>,
+}
+
+/// AdamW over a Burn module, with state keyed by the parameter's module path (`layers.0.attn.wq.weight`).
+#[derive(Debug, Clone)]
+pub struct AdamW<B: Backend> {
+    config: AdamWConfig,
+    state: BTreeMap<String, ParamState<B>>,
+}
+
+impl<B: Backend> AdamW<B> {
+    /// A fresh optimizer with no state.
+    pub fn new(config: AdamWConfig) -> Self {
+        Self { config, state: BTreeMap::new() }
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &AdamWConfig {
+        &self.config
+    }
+
+    /// Per-parameter state, by module path.
+    pub fn state(&self) -> &BTreeMap<String, ParamState<B>> {
+        &self.state
+    }
+
+    /// Replace the whole state (used when resuming).
+    pub fn set_state(&mut self, state: BTreeMap<String, ParamState<B>>) {
+        self.state = state;
+    }
+
+    /// Apply one AdamW update with learning rate `lr` to every parameter of `module` that has a
+    /// gradient in `grads`. Parameters without a gradient are left untouched and get no state.
+    pub fn step<AB, M>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        let mut mapper = AdamWMapper::<AB> {
+            config: self.config,
+            lr,
+            state: &mut self.state,
+            grads: &mut grads,
+            path: Vec::new(),
+        };
+        module.map(&mut mapper)
+    }
+}
+
+struct AdamWMapper<'a, AB: AutodiffBackend> {
+    config: AdamWConfig,
+    lr: f64,
+    state: &'a mut BTreeMap<String, ParamState<AB::InnerBackend>>,
+    grads: &'a mut GradientsParams,
+    path: Vec<String>,
+}
+
+impl<AB: AutodiffBackend> ModuleMapper<AB> for AdamWMapper<'_, AB> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let name = self.path.join(".");
+        let require_grad = tensor.is_require_grad();
+        let updated = self.update(name, tensor.inner(), grad);
+        let mut tensor = Tensor::from_inner(updated);
+        if require_grad {
+            tensor = tensor.require_grad();
+        }
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
+    /// The AdamW update of one tensor, computed in f32 and cast back to the parameter's dtype.
+    fn update<const D: usize>(
+        &mut self,
+        name: String,
+        param: Tensor<AB::InnerBackend, D>,
+        grad: Tensor<AB::InnerBackend, D>,
+    ) -> Tensor<AB::InnerBackend, D> {
+        let c = self.config;
+        let dtype = param.dtype();
+        let shape = param.shape();
+        let numel = shape.num_elements();
+        let device = param.device();
+        let entry = self.state.entry(name).or_insert_with(|| ParamState {
+            step: 0,
+            shape: shape.to_vec(),
+            exp_avg: Tensor::zeros([numel], (&device, DType::F32)),
+            exp_avg_sq: Tensor::zeros([numel], (&device, DType::F32)),
+        });
+        entry.step += 1;
+
+        let mut p = param.cast(FloatDType::F32);
+        let g = grad.cast(FloatDType::F32);
+        if D >= 2 && c.weight_decay != 0.0 {
+            p = p.mul_scalar(1.0 - self.lr * c.weight_decay);
+        }
+        let m: Tensor<_, D> = entry.exp_avg.clone().reshape(shape.clone());
+        let v: Tensor<_, D> = entry.exp_avg_sq.clone().reshape(shape);
+        // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+        let m = m.clone() + (g.clone() - m).mul_scalar(1.0 - c.beta1);
+        let v = v.mul_scalar(c.beta2) + g.clone().mul_scalar(1.0 - c.beta2).mul(g);
+
+        let t = entry.step as i32;
+        let bias_correction1 = 1.0 - c.beta1.powi(t);
+        let bias_correction2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+        let step_size = self.lr / bias_correction1;
+        let denom = v.clone().sqrt().div_scalar(bias_correction2_sqrt).add_scalar(c.eps);
+        let p = p + m.clone().div(denom).mul_scalar(-step_size);
+
+        entry.exp_avg = m.reshape([numel]);
+        entry.exp_avg_sq = v.reshape([numel]);
+        p.cast(dtype)
+    }
+}

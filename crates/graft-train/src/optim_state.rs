@@ -1,0 +1,139 @@
+//! Saving and restoring [`AdamW`] state as safetensors, keyed by parameter name.
+//!
+//! Layout: for each parameter `<name>` with state, two f32 tensors `<name>.exp_avg` and
+//! `<name>.exp_avg_sq` in the parameter's shape; the metadata holds `format = graft-adamw`,
+//! `version = 1` and `steps` (a JSON object mapping each name to its update count). Values are
+//! stored bit-exactly, so a resumed run continues exactly where it stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::error::{Result, TrainError};
+use crate::optim::{AdamW, ParamState};
+
+const FORMAT: &str = "graft-adamw";
+const VERSION: &str = "1";
+
+/// Serialise the optimizer state to safetensors bytes.
+pub fn optimizer_to_bytes<B: Backend>(optim: &AdamW<B>) -> Result<Vec<u8>> {
+    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut steps = serde_json::Map::new();
+    for (name, st) in optim.state() {
+        steps.insert(name.clone(), serde_json::Value::from(st.step));
+        for (suffix, t) in [("exp_avg", &st.exp_avg), ("exp_avg_sq", &st.exp_avg_sq)] {
+            let values = t.to_data().convert::<f32>().to_vec::<f32>().map_err(|e| state_err(name, format!("{e:?}")))?;
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            buffers.push((format!("{name}.{suffix}"), st.shape.clone(), bytes));
+        }
+    }
+    let mut views = Vec::with_capacity(buffers.len());
+    for (key, shape, bytes) in &buffers {
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| state_err(key, e.to_string()))?;
+        views.push((key.clone(), view));
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("version".to_string(), VERSION.to_string()),
+        ("steps".to_string(), serde_json::Value::Object(steps).to_string()),
+    ]);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| state_err("*", e.to_string()))
+}
+
+/// Read optimizer state from safetensors bytes (`path` is only used in error messages).
+pub fn optimizer_from_bytes<B: Backend>(
+    bytes: &[u8],
+    path: &Path,
+    device: &B::Device,
+) -> Result<BTreeMap<String, ParamState<B>>> {
+    let bad = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) || meta.get("version").map(String::as_str) != Some(VERSION) {
+        return Err(bad(format!("expected metadata format={FORMAT} version={VERSION}, found {meta:?}")));
+    }
+    let steps: BTreeMap<String, u64> = serde_json::from_str(meta.get("steps").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad(format!("metadata `steps` is not a JSON object of counts: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, step) in steps {
+        let m = read_f32(&st, &format!("{name}.exp_avg"), device).map_err(&bad)?;
+        let v = read_f32(&st, &format!("{name}.exp_avg_sq"), device).map_err(&bad)?;
+        if m.0 != v.0 {
+            return Err(bad(format!("`{name}`: exp_avg shape {:?} != exp_avg_sq shape {:?}", m.0, v.0)));
+        }
+        out.insert(name, ParamState { step, shape: m.0, exp_avg: m.1, exp_avg_sq: v.1 });
+    }
+    if st.len() != out.len() * 2 {
+        return Err(bad(format!("{} tensors but `steps` names {} parameters", st.len(), out.len())));
+    }
+    Ok(out)
+}
+
+fn read_f32<B: Backend>(st: &SafeTensors, key: &str, device: &B::Device) -> std::result::Result<(Vec<usize>, Tensor<B, 1>), String> {
+    let view = st.tensor(key).map_err(|e| format!("tensor `{key}`: {e}"))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(format!("tensor `{key}` is {:?}, expected F32", view.dtype()));
+    }
+    let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let n = values.len();
+    let t = Tensor::from_data(TensorData::new(values, [n]), (device, DType::F32));
+    Ok((view.shape().to_vec(), t))
+}
+
+/// Check that every state entry names a trainable parameter of `module` with the same shape.
+pub fn check_state_matches<B: Backend, M: Module<B>>(
+    state: &BTreeMap<String, ParamState<impl Backend>>,
+    module: &M,
+) -> Result<()> {
+    let params: BTreeMap<String, Vec<usize>> = named_params::<B, M>(module).into_iter().map(|p| (p.name, p.shape)).collect();
+    for (name, st) in state {
+        match params.get(name) {
+            None => return Err(state_err(name, "no parameter of this name in the model (was the model or method changed?)".into())),
+            Some(shape) if shape != &st.shape => {
+                return Err(state_err(name, format!("saved shape {:?} but the model's is {shape:?}", st.shape)));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn state_err(param: &str, message: String) -> TrainError {
+    TrainError::OptimizerState { param: param.to_string(), message }
+}
+
+/// A float parameter of a module: its module path, shape and whether it requires grad.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedParam {
+    /// Module path, e.g. `layers.0.attn.wq.weight`.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Whether the parameter is trainable (requires grad).
+    pub trainable: bool,
+}
+
+/// Every float parameter of `module`, in visiting order, named by module path.
+pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> Vec<NamedParam> {
+    struct V(Vec<String>, Vec<NamedParam>);
+    impl<B: Backend> ModuleVisitor<B> for V {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let t = param.val();
+            self.1.push(NamedParam { name: self.0.join("."), shape: t.shape().to_vec(), trainable: t.is_require_grad() });
+        }
+    }
+    let mut v = V(Vec::new(), Vec::new());
+    module.visit(&mut v);
+    v.1
+}
