@@ -1,0 +1,278 @@
+//! `DataConfig`: the recipe's `[data]` table (sources, formats, mixing weights, split, sequence length).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+
+/// The `[data]` table of a recipe.
+///
+/// ```toml
+/// [data]
+/// seq_len = 256
+/// seed = 1234
+/// val_fraction = 0.02
+/// [[data.sources]]
+/// name = "biomedicine"
+/// path = "../data/biomedicine/*.jsonl"
+/// format = "instruction-augmented"
+/// weight = 1.0
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Length of every packed training/eval sequence, in tokens.
+    pub seq_len: usize,
+    /// Seed for template choice, document shuffling and nothing else.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Tokenizer file; `None` means the model's `tokenizer.json` (the caller decides).
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Where pre-tokenized shards go; `None` means a default chosen by the caller.
+    #[serde(default)]
+    pub prepared_dir: Option<PathBuf>,
+    /// What to do with a malformed record: stop with an error, or skip and count it.
+    #[serde(default)]
+    pub on_bad_record: OnBadRecord,
+    /// Fraction of each source's documents held out for evaluation (per-source override possible).
+    #[serde(default)]
+    pub val_fraction: f64,
+    /// Put BOS at the start of every document.
+    #[serde(default = "yes")]
+    pub add_bos: bool,
+    /// Put EOS at the end of every document.
+    #[serde(default = "yes")]
+    pub add_eos: bool,
+    /// The corpora.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One named corpus: files, how to read them, how to render a record into a document, and its weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name (used in logs, manifest, eval losses).
+    pub name: String,
+    /// A file or glob; relative paths are relative to the recipe file's directory.
+    pub path: PathBuf,
+    /// Reader; `None` picks one from the file extension.
+    #[serde(default)]
+    pub reader: Option<ReaderKind>,
+    /// How a record becomes a document.
+    #[serde(default)]
+    pub format: Format,
+    /// Field holding the raw text (`raw`, `instruction-augmented`).
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    /// Field holding the pairs: a list of {question, answer} objects or the synthesizer's raw output.
+    #[serde(default = "default_pairs_field")]
+    pub pairs_field: String,
+    /// Field name of a question; `None` accepts `question` or `instruction`.
+    #[serde(default)]
+    pub question_field: Option<String>,
+    /// Field name of a response; `None` accepts `answer`, `response` or `output`.
+    #[serde(default)]
+    pub response_field: Option<String>,
+    /// Examples (text + pairs) chained into one document (`instruction-augmented`).
+    #[serde(default = "default_examples_per_doc")]
+    pub examples_per_doc: usize,
+    /// Mixing weight, by tokens.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Per-source override of `val_fraction`.
+    #[serde(default)]
+    pub val_fraction: Option<f64>,
+}
+
+/// Policy for malformed records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBadRecord {
+    #[default]
+    Error,
+    Skip,
+}
+
+/// How a record is turned into a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The text field as is.
+    #[default]
+    Raw,
+    /// Raw text + instruction–response pairs, rendered with natural templates, M examples per document.
+    InstructionAugmented,
+    /// General instruction data rendered as `"{question} {response}"`.
+    Instruction,
+}
+
+/// File reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReaderKind {
+    /// One JSON object per line; `.gz` and `.zst` are decompressed.
+    Jsonl,
+    /// Parquet rows.
+    Parquet,
+    /// A whole `.txt` file is one document (its text is the `text_field`).
+    Txt,
+}
+
+fn default_seed() -> u64 {
+    1234
+}
+fn yes() -> bool {
+    true
+}
+fn default_text_field() -> String {
+    "text".into()
+}
+fn default_pairs_field() -> String {
+    "qa_pairs".into()
+}
+fn default_examples_per_doc() -> usize {
+    3
+}
+fn default_weight() -> f64 {
+    1.0
+}
+
+impl ReaderKind {
+    /// Picks a reader from a file name: `.jsonl[.gz|.zst]`, `.json[.gz|.zst]`, `.parquet`, `.txt`.
+    pub fn from_path(path: &Path) -> Option<ReaderKind> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let base = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+        if base.ends_with(".jsonl") || base.ends_with(".json") || base.ends_with(".ndjson") {
+            Some(ReaderKind::Jsonl)
+        } else if base.ends_with(".parquet") {
+            Some(ReaderKind::Parquet)
+        } else if base.ends_with(".txt") {
+            Some(ReaderKind::Txt)
+        } else {
+            None
+        }
+    }
+}
+
+impl DataConfig {
+    /// Parses a data config from TOML text holding the table's contents (not the `[data]` header).
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<DataConfig> {
+        let config: DataConfig = toml::from_str(text)
+            .map_err(|e| DataError::Config { path: origin.to_path_buf(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads only the `[data]` table of a recipe file (other tables are ignored) and resolves its
+    /// relative paths against the recipe's directory.
+    pub fn from_recipe_file(path: &Path) -> Result<DataConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let value: toml::Table = toml::from_str(&text)
+            .map_err(|e| DataError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        let data = value.get("data").cloned().ok_or_else(|| DataError::Config {
+            path: path.to_path_buf(),
+            message: "the recipe has no [data] table".into(),
+        })?;
+        let mut config: DataConfig = data
+            .try_into()
+            .map_err(|e: toml::de::Error| DataError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        config.validate()?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Makes relative source paths, `tokenizer` and `prepared_dir` relative to `base_dir`.
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        self.sources.iter_mut().for_each(|s| fix(&mut s.path));
+        self.tokenizer.as_mut().map(fix);
+        self.prepared_dir.as_mut().map(fix);
+    }
+
+    /// Checks ranges and uniqueness of names.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(DataError::Invalid(m));
+        if self.seq_len == 0 {
+            return bad("seq_len must be > 0".into());
+        }
+        if self.sources.is_empty() {
+            return bad("no [[data.sources]] given".into());
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(format!("val_fraction = {} must be in [0, 1)", self.val_fraction));
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return bad(format!("source name `{}`: use letters, digits, '-', '_', '.'", s.name));
+            }
+            if self.sources[..i].iter().any(|o| o.name == s.name) {
+                return bad(format!("source name `{}` is used twice", s.name));
+            }
+            if !(s.weight.is_finite() && s.weight > 0.0) {
+                return bad(format!("source `{}`: weight = {} must be > 0", s.name, s.weight));
+            }
+            if s.examples_per_doc == 0 {
+                return bad(format!("source `{}`: examples_per_doc must be >= 1", s.name));
+            }
+            if let Some(v) = s.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
+                return bad(format!("source `{}`: val_fraction = {v} must be in [0, 1)", s.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The source with this name.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name).ok_or_else(|| DataError::UnknownSource(name.into()))
+    }
+}
+
+impl SourceConfig {
+    /// The validation fraction for this source (its own, else the global one).
+    pub fn val_fraction(&self, global: f64) -> f64 {
+        self.val_fraction.unwrap_or(global)
+    }
+
+    /// The files of this source, sorted; an error naming the path if none match.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        let missing = || DataError::MissingInput { source_name: self.name.clone(), path: self.path.clone() };
+        let pattern = self.path.to_string_lossy();
+        let files: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
+            let paths = glob::glob(&pattern).map_err(|e| DataError::Invalid(format!("source `{}`: bad glob {pattern}: {e}", self.name)))?;
+            let mut v: Vec<PathBuf> = paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
+            v.sort();
+            v
+        } else if self.path.is_dir() {
+            let rd = std::fs::read_dir(&self.path).map_err(|e| DataError::io(&self.path, e))?;
+            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && ReaderKind::from_path(p).is_some()).collect();
+            v.sort();
+            v
+        } else if self.path.is_file() {
+            vec![self.path.clone()]
+        } else {
+            vec![]
+        };
+        if files.is_empty() {
+            return Err(missing());
+        }
+        Ok(files)
+    }
+
+    /// The reader for one of this source's files.
+    pub fn reader_for(&self, path: &Path) -> Result<ReaderKind> {
+        self.reader.or_else(|| ReaderKind::from_path(path)).ok_or_else(|| {
+            DataError::Invalid(format!(
+                "source `{}`: cannot tell the reader of {} from its extension; set reader = \"jsonl\"|\"parquet\"|\"txt\"",
+                self.name,
+                path.display()
+            ))
+        })
+    }
+}
