@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod logging;
 pub mod error;
 pub mod optim;
 pub mod optim_state;
@@ -17,5 +18,7 @@ pub use state::{RngState, TrainingState};
 
 #[cfg(test)]
 mod optim_tests;
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod toy;

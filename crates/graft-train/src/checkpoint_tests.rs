@@ -1,0 +1,96 @@
+//! Tests of the checkpoint directory: atomic saves, `latest`, pruning, resume discovery.
+
+use std::fs;
+use std::path::Path;
+
+use crate::checkpoint::{CheckpointDir, LATEST, OPTIMIZER_FILE, STATE_FILE};
+use crate::error::TrainError;
+use crate::state::{RngState, TrainingState};
+
+fn state(step: u64) -> TrainingState {
+    TrainingState {
+        version: crate::state::STATE_VERSION,
+        step,
+        lr_step: step,
+        tokens_seen: step * 128,
+        tokens_per_source: [("web".to_string(), step * 100), ("qa".to_string(), step * 28)].into(),
+        consecutive_nonfinite: 0,
+        total_nonfinite: 1,
+        data_cursor: serde_json::json!({"shard": 3, "offset": step * 7}),
+        rng: RngState { seed: "00".repeat(32), stream: 0, word_pos: "17".into() },
+    }
+}
+
+fn model_writer(step: u64) -> impl FnOnce(&Path) -> crate::Result<()> {
+    move |dir: &Path| {
+        fs::write(dir.join("config.json"), format!("{{\"step\": {step}}}")).map_err(|e| TrainError::io("writing", dir, e))
+    }
+}
+
+#[test]
+fn save_writes_complete_directory_and_latest_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CheckpointDir::new(tmp.path()).unwrap();
+    let ck = dir.save(5, model_writer(5), b"optim-bytes", &state(5), 3).unwrap();
+    assert_eq!(ck.path, tmp.path().join("checkpoints/step-5"));
+    assert_eq!(fs::read(ck.path.join(OPTIMIZER_FILE)).unwrap(), b"optim-bytes");
+    assert_eq!(fs::read_to_string(ck.path.join("config.json")).unwrap(), "{\"step\": 5}");
+    assert_eq!(ck.read_state().unwrap(), state(5));
+    let latest = dir.root().join(LATEST);
+    assert_eq!(fs::read_link(&latest).unwrap(), Path::new("step-5"));
+    assert!(latest.join(STATE_FILE).is_file());
+    assert!(!dir.root().join(".step-5.tmp").exists());
+}
+
+#[test]
+fn keeps_last_k_and_latest_follows_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CheckpointDir::new(tmp.path()).unwrap();
+    for step in [2, 4, 6, 8] {
+        dir.save(step, model_writer(step), b"x", &state(step), 2).unwrap();
+    }
+    let steps: Vec<u64> = dir.list().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(steps, [6, 8]);
+    assert_eq!(fs::read_link(dir.root().join(LATEST)).unwrap(), Path::new("step-8"));
+    assert_eq!(dir.latest().unwrap().unwrap().step, 8);
+}
+
+#[test]
+fn interrupted_save_is_ignored_and_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CheckpointDir::new(tmp.path()).unwrap();
+    dir.save(3, model_writer(3), b"x", &state(3), 0).unwrap();
+    // a crash in the middle of saving step 6 leaves a tmp dir behind
+    let failing = |d: &Path| -> crate::Result<()> {
+        fs::write(d.join("config.json"), "{").unwrap();
+        Err(TrainError::Model("disk full".into()))
+    };
+    assert!(dir.save(6, failing, b"x", &state(6), 0).is_err());
+    assert!(dir.root().join(".step-6.tmp").exists());
+    let latest = dir.latest().unwrap().unwrap();
+    assert_eq!(latest.step, 3);
+    assert!(!dir.root().join(".step-6.tmp").exists(), "leftover tmp dir must be removed");
+    // a directory without training_state.json is not a checkpoint
+    fs::create_dir(dir.root().join("step-9")).unwrap();
+    assert_eq!(dir.latest().unwrap().unwrap().step, 3);
+}
+
+#[test]
+fn saving_the_same_step_twice_replaces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CheckpointDir::new(tmp.path()).unwrap();
+    dir.save(4, model_writer(4), b"first", &state(4), 0).unwrap();
+    let ck = dir.save(4, model_writer(4), b"second", &state(4), 0).unwrap();
+    assert_eq!(fs::read(ck.optimizer_path()).unwrap(), b"second");
+    assert_eq!(dir.list().unwrap().len(), 1);
+}
+
+#[test]
+fn corrupt_state_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CheckpointDir::new(tmp.path()).unwrap();
+    let ck = dir.save(1, model_writer(1), b"x", &state(1), 0).unwrap();
+    fs::write(ck.path.join(STATE_FILE), "{\"step\": 1}").unwrap();
+    let err = ck.read_state().unwrap_err().to_string();
+    assert!(err.contains("training_state.json") && err.contains("missing field"), "{err}");
+}
