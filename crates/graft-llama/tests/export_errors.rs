@@ -23,7 +23,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn run(src: &Path, out: &Path, force: bool) -> Result<graft_llama::export::ExportSummary, ExportError> {
     let options = ExportOptions { force, ..ExportOptions::default() };
-    export_checkpoint(src, out, &options, &mut |_| {})
+    export_checkpoint(src, out, &options, &mut |_, _| {})
 }
 
 /// Entries of `dir` other than `keep`, to spot leftover staging directories.
@@ -128,7 +128,7 @@ fn a_failure_mid_export_leaves_nothing_that_looks_finished() {
     let files = HfDirFiles { config: inner.config().clone(), generation_config: None, tokenizer_dir: None };
     let mut source = FailingSource { inner, fail_at: 7, reads: 0 };
     let options = ExportOptions { max_shard_size: 100_000, ..ExportOptions::default() };
-    let err = write_hf_dir(&out, &files, &mut source, &options, &mut |_| {}).unwrap_err();
+    let err = write_hf_dir(&out, &files, &mut source, &options, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("injected failure"));
     assert_eq!(source.reads, 7);
     assert!(!out.exists());
@@ -149,7 +149,7 @@ fn data_of_the_wrong_length_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let config = CheckpointSource::open(&fixture()).unwrap().config().clone();
     let files = HfDirFiles { config, generation_config: None, tokenizer_dir: None };
-    let err = write_hf_dir(&tmp.path().join("out"), &files, &mut Short, &ExportOptions::default(), &mut |_| {})
+    let err = write_hf_dir(&tmp.path().join("out"), &files, &mut Short, &ExportOptions::default(), &mut |_, _| {})
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("w") && text.contains("got 5 values, expected 6"), "{text}");

@@ -35,7 +35,7 @@ fn logits(model: &Llama<B>) -> Vec<f32> {
 
 fn export(dtype: ExportDtype, out: &Path) {
     let options = ExportOptions { dtype, max_shard_size: 200_000, force: false, tokenizer_dir: None };
-    export_checkpoint(&fixtures().join("tiny-llama3"), out, &options, &mut |_| {}).unwrap();
+    export_checkpoint(&fixtures().join("tiny-llama3"), out, &options, &mut |_, _| {}).unwrap();
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn in_memory_model_written_as_hf_dir_loads_back_identically() {
     let files = HfDirFiles { config: config.clone(), generation_config: None, tokenizer_dir: None };
     let out = tmp.path().join("from-model");
     let options = ExportOptions { dtype: ExportDtype::F32, ..ExportOptions::default() };
-    let summary = write_hf_dir(&out, &files, &mut ModelSource::new(&model), &options, &mut |_| {}).unwrap();
+    let summary = write_hf_dir(&out, &files, &mut ModelSource::new(&model), &options, &mut |_, _| {}).unwrap();
     assert_eq!(summary.shards.files, ["model.safetensors"]);
     assert_eq!(summary.shards.total_parameters, 141_632);
     assert_eq!(logits(&load(&out)), logits(&model));
@@ -75,7 +75,7 @@ fn in_memory_model_written_as_hf_dir_loads_back_identically() {
     assert_eq!(generation, generation_config_from(&config.raw));
     // Same bytes as exporting the checkpoint directory itself.
     let direct = tmp.path().join("direct");
-    export_checkpoint(&fixtures().join("tiny-llama3"), &direct, &options, &mut |_| {}).unwrap();
+    export_checkpoint(&fixtures().join("tiny-llama3"), &direct, &options, &mut |_, _| {}).unwrap();
     let read = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_eq!(read(&out), read(&direct));
 }

@@ -17,7 +17,7 @@ fn options(dtype: ExportDtype, max_shard_size: u64) -> ExportOptions {
 }
 
 fn export(src: &Path, out: &Path, opts: &ExportOptions) -> graft_llama::export::ExportSummary {
-    export_checkpoint(src, out, opts, &mut |_| {}).expect("export succeeds")
+    export_checkpoint(src, out, opts, &mut |_, _| {}).expect("export succeeds")
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -149,7 +149,7 @@ fn untied_model_without_lm_head_is_refused() {
     let mut config = json(&src.join("config.json"));
     config["tie_word_embeddings"] = false.into();
     fs::write(src.join("config.json"), config.to_string()).unwrap();
-    let err = export_checkpoint(&src, &tmp.path().join("out"), &ExportOptions::default(), &mut |_| {}).unwrap_err();
+    let err = export_checkpoint(&src, &tmp.path().join("out"), &ExportOptions::default(), &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("lm_head.weight"), "{err}");
     assert!(!tmp.path().join("out").exists());
 }

@@ -59,13 +59,13 @@ pub struct ExportSummary {
 /// Exports the HF checkpoint directory `src` to `out` (see [`ExportOptions`]).
 ///
 /// The tokenizer comes from `options.tokenizer_dir`, else from `src` itself, else from the base
-/// model recorded in `config.json` (`_name_or_path`) when that is a local directory.
-/// `progress` is called with the bytes of each tensor written.
+/// model recorded in `config.json` (`_name_or_path`: a local directory or a Hub repo in the HF cache).
+/// `progress(done, total)` reports bytes of tensor data written.
 pub fn export_checkpoint(
     src: &Path,
     out: &Path,
     options: &ExportOptions,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
     let mut source = CheckpointSource::open(src)?;
     source.check_complete()?;
@@ -83,7 +83,7 @@ pub fn write_hf_dir(
     files: &HfDirFiles,
     source: &mut dyn TensorSource,
     options: &ExportOptions,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
     let staging = StagingDir::create(out, options.force)?;
     let specs = source.specs(options.dtype);
@@ -134,8 +134,12 @@ fn find_tokenizer_dir(src: &Path, config: &serde_json::Value, explicit: Option<&
     }
     let recorded = config.get("_name_or_path").and_then(|v| v.as_str()).filter(|s| !s.is_empty());
     if let Some(base) = recorded {
-        if has_tokenizer(Path::new(base)) {
-            return Ok(Some(PathBuf::from(base)));
+        // A local directory, or a Hub repo already in the HF cache (no network access here).
+        if let Ok(dir) = crate::hub::resolve(base, None) {
+            if has_tokenizer(&dir) {
+                tracing::info!("tokenizer files from the base model {base} ({})", dir.display());
+                return Ok(Some(dir));
+            }
         }
     }
     tracing::warn!(

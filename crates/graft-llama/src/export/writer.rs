@@ -112,16 +112,20 @@ impl ShardWriter {
     }
 
     /// Pulls every planned tensor from `source`, shard by shard in file order, and writes it.
-    pub fn write_all_from(&mut self, source: &mut dyn TensorSource, mut progress: impl FnMut(u64)) -> Result<()> {
+    /// `progress(done, total)` is called in bytes of tensor data after each tensor.
+    pub fn write_all_from(&mut self, source: &mut dyn TensorSource, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let order: Vec<(String, u64)> = self
             .layouts()
             .flat_map(|l| l.tensors.iter().map(|t| (t.spec.name.clone(), t.end - t.begin)))
             .collect();
+        let total = order.iter().map(|(_, bytes)| bytes).sum();
+        let mut done = 0;
         for (name, bytes) in order {
             let data = source.read(&name)?;
             self.write(&name, data)?;
             source.release(&name);
-            progress(bytes);
+            done += bytes;
+            progress(done, total);
         }
         Ok(())
     }
