@@ -133,7 +133,8 @@ impl ModelConfig {
             message: e.to_string(),
         };
         let raw: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
-        let hf: HfConfig = serde_json::from_value(raw.clone()).map_err(json_err)?;
+        // From the text rather than `raw`, so errors carry line and column.
+        let hf: HfConfig = serde_json::from_str(text).map_err(json_err)?;
         let llama = hf.to_llama(&path)?;
         Ok(Self { llama, raw, path })
     }
