@@ -6,6 +6,8 @@ pub mod clip;
 pub mod logging;
 pub mod error;
 pub mod optim;
+pub mod overrides;
+pub mod recipe;
 pub mod optim_state;
 pub mod schedule;
 pub mod state;
@@ -13,6 +15,7 @@ pub mod state;
 pub use checkpoint::{Checkpoint, CheckpointDir};
 pub use error::{Result, TrainError};
 pub use optim::{AdamW, AdamWConfig, ParamState};
+pub use recipe::{Method, ModelDtype, Recipe};
 pub use schedule::WarmupCosine;
 pub use state::{RngState, TrainingState};
 
