@@ -73,7 +73,8 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
-        let heads = |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, self.head_dim]).swap_dims(1, 2);
+        let heads =
+            |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, self.head_dim]).swap_dims(1, 2);
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
         let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
         let v = heads(self.v_proj.forward(x), self.num_kv_heads);
@@ -87,10 +88,15 @@ impl<B: Backend> Attention<B> {
                 k = Tensor::cat(vec![prev.k, k], 2);
                 v = Tensor::cat(vec![prev.v, v], 2);
             }
-            *slot = Some(LayerCache { k: k.clone(), v: v.clone() });
+            *slot = Some(LayerCache {
+                k: k.clone(),
+                v: v.clone(),
+            });
         }
         let out = grouped_attention(q, k, v, offset);
-        let out = out.swap_dims(1, 2).reshape([batch, seq, self.num_heads * self.head_dim]);
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([batch, seq, self.num_heads * self.head_dim]);
         self.o_proj.forward(out)
     }
 }

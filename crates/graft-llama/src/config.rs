@@ -182,7 +182,9 @@ impl HfConfig {
             }
         };
         if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(invalid(format!("head_dim ({head_dim}) must be even and positive for RoPE")));
+            return Err(invalid(format!(
+                "head_dim ({head_dim}) must be even and positive for RoPE"
+            )));
         }
         let (rope_theta, rope_scaling) = self.rope(path)?;
         Ok(LlamaConfig {
@@ -198,8 +200,15 @@ impl HfConfig {
             rope_theta,
             rope_scaling,
             tie_word_embeddings: self.tie_word_embeddings,
-            bos_token_id: self.bos_token_id.as_ref().and_then(|t| t.to_vec().first().copied()),
-            eos_token_ids: self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default(),
+            bos_token_id: self
+                .bos_token_id
+                .as_ref()
+                .and_then(|t| t.to_vec().first().copied()),
+            eos_token_ids: self
+                .eos_token_id
+                .as_ref()
+                .map(TokenIds::to_vec)
+                .unwrap_or_default(),
             torch_dtype: self.torch_dtype.clone().or_else(|| self.dtype.clone()),
         })
     }
@@ -226,12 +235,15 @@ impl HfConfig {
         }
         if self.attention_bias || self.mlp_bias {
             return Err(unsupported(
-                "attention_bias / mlp_bias = true: projections with biases are not supported".into(),
+                "attention_bias / mlp_bias = true: projections with biases are not supported"
+                    .into(),
             ));
         }
         if let Some(act) = self.hidden_act.as_deref() {
             if act != "silu" {
-                return Err(unsupported(format!("hidden_act {act:?}: only \"silu\" is supported")));
+                return Err(unsupported(format!(
+                    "hidden_act {act:?}: only \"silu\" is supported"
+                )));
             }
         }
         Ok(())
@@ -249,7 +261,11 @@ impl HfConfig {
         let Some(block) = block else {
             return Ok((theta, None));
         };
-        let kind = block.rope_type.as_deref().or(block.type_.as_deref()).unwrap_or("default");
+        let kind = block
+            .rope_type
+            .as_deref()
+            .or(block.type_.as_deref())
+            .unwrap_or("default");
         match kind {
             "default" => Ok((theta, None)),
             "llama3" => {
@@ -259,8 +275,12 @@ impl HfConfig {
                 };
                 let scaling = Llama3Scaling {
                     factor: block.factor.ok_or_else(|| missing("factor"))?,
-                    low_freq_factor: block.low_freq_factor.ok_or_else(|| missing("low_freq_factor"))?,
-                    high_freq_factor: block.high_freq_factor.ok_or_else(|| missing("high_freq_factor"))?,
+                    low_freq_factor: block
+                        .low_freq_factor
+                        .ok_or_else(|| missing("low_freq_factor"))?,
+                    high_freq_factor: block
+                        .high_freq_factor
+                        .ok_or_else(|| missing("high_freq_factor"))?,
                     original_max_position_embeddings: block
                         .original_max_position_embeddings
                         .ok_or_else(|| missing("original_max_position_embeddings"))?,
@@ -269,7 +289,9 @@ impl HfConfig {
             }
             other => Err(Error::UnsupportedConfig {
                 path: path.to_path_buf(),
-                message: format!("rope_type {other:?} is not supported (only \"default\" and \"llama3\")"),
+                message: format!(
+                    "rope_type {other:?} is not supported (only \"default\" and \"llama3\")"
+                ),
             }),
         }
     }

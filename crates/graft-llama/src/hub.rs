@@ -39,7 +39,12 @@ pub fn hub_cache_dir() -> Option<PathBuf> {
     if let Some(home) = var("HF_HOME") {
         return Some(PathBuf::from(home).join("hub"));
     }
-    var("HOME").map(|home| PathBuf::from(home).join(".cache").join("huggingface").join("hub"))
+    var("HOME").map(|home| {
+        PathBuf::from(home)
+            .join(".cache")
+            .join("huggingface")
+            .join("hub")
+    })
 }
 
 /// Whether `s` looks like a Hub repo id: `org/name` of letters, digits, `-`, `_`, `.`.
@@ -47,7 +52,9 @@ pub fn is_repo_id(s: &str) -> bool {
     let valid = |part: &str| {
         !part.is_empty()
             && !part.starts_with('.')
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     matches!(s.split_once('/'), Some((org, name)) if valid(org) && valid(name))
 }
@@ -117,16 +124,28 @@ pub fn download(repo_id: &str, revision: Option<&str>) -> Result<PathBuf> {
         file: file.to_string(),
         message,
     };
-    let cache = hub_cache_dir().ok_or_else(|| fail(CONFIG_FILE, "cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME".into()))?;
-    let mut builder = ApiBuilder::from_cache(Cache::new(cache)).with_progress(std::io::stderr().is_terminal());
+    let cache = hub_cache_dir().ok_or_else(|| {
+        fail(
+            CONFIG_FILE,
+            "cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME".into(),
+        )
+    })?;
+    let mut builder =
+        ApiBuilder::from_cache(Cache::new(cache)).with_progress(std::io::stderr().is_terminal());
     if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
         builder = builder.with_endpoint(endpoint);
     }
     if let Ok(token) = std::env::var("HF_TOKEN") {
         builder = builder.with_token(Some(token));
     }
-    let api = builder.build().map_err(|e| fail(CONFIG_FILE, e.to_string()))?;
-    let repo = api.repo(Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.clone()));
+    let api = builder
+        .build()
+        .map_err(|e| fail(CONFIG_FILE, e.to_string()))?;
+    let repo = api.repo(Repo::with_revision(
+        repo_id.to_string(),
+        RepoType::Model,
+        revision.clone(),
+    ));
     let get = |file: &str| repo.get(file).map_err(|e| fail(file, e.to_string()));
 
     let config = get(CONFIG_FILE)?;
@@ -147,7 +166,10 @@ pub fn download(repo_id: &str, revision: Option<&str>) -> Result<PathBuf> {
             get(SINGLE_FILE)?;
         }
     }
-    let snapshot = config.parent().map(Path::to_path_buf).ok_or_else(|| fail(CONFIG_FILE, "cached file has no parent directory".into()))?;
+    let snapshot = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| fail(CONFIG_FILE, "cached file has no parent directory".into()))?;
     weight_files(&snapshot)?;
     Ok(snapshot)
 }

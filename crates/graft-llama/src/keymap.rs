@@ -133,9 +133,13 @@ impl ParamKey {
                 LayerParam::QProj => vec![q, c.hidden_size],
                 LayerParam::KProj | LayerParam::VProj => vec![kv, c.hidden_size],
                 LayerParam::OProj => vec![c.hidden_size, q],
-                LayerParam::GateProj | LayerParam::UpProj => vec![c.intermediate_size, c.hidden_size],
+                LayerParam::GateProj | LayerParam::UpProj => {
+                    vec![c.intermediate_size, c.hidden_size]
+                }
                 LayerParam::DownProj => vec![c.hidden_size, c.intermediate_size],
-                LayerParam::InputLayernorm | LayerParam::PostAttentionLayernorm => vec![c.hidden_size],
+                LayerParam::InputLayernorm | LayerParam::PostAttentionLayernorm => {
+                    vec![c.hidden_size]
+                }
             },
         }
     }
@@ -361,7 +365,11 @@ impl<B: Backend> Llama<B> {
 
 impl<B: AutodiffBackend> Llama<B> {
     /// The gradient of parameter `key` in `grads` (`None` if it did not take part or is frozen).
-    pub fn grad(&self, key: ParamKey, grads: &B::Gradients) -> Option<ParamTensor<B::InnerBackend>> {
+    pub fn grad(
+        &self,
+        key: ParamKey,
+        grads: &B::Gradients,
+    ) -> Option<ParamTensor<B::InnerBackend>> {
         match param_ref(self, key)? {
             ParamRef::D1(p) => p.val().grad(grads).map(ParamTensor::D1),
             ParamRef::D2(p) => p.val().grad(grads).map(ParamTensor::D2),

@@ -91,7 +91,9 @@ pub fn read_index(index: &Path) -> Result<Vec<String>> {
     let mut shards: Vec<String> = Vec::new();
     for file in parsed.weight_map.into_values() {
         if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-            return Err(json_err(format!("shard name {file:?} must be a plain file name")));
+            return Err(json_err(format!(
+                "shard name {file:?} must be a plain file name"
+            )));
         }
         if !shards.contains(&file) {
             shards.push(file);
@@ -104,7 +106,10 @@ pub fn read_index(index: &Path) -> Result<Vec<String>> {
 }
 
 /// Reads `dir/config.json` and the weights of `dir` into a new model on `device`.
-pub fn load<B: Backend>(dir: impl AsRef<Path>, device: &B::Device) -> Result<(Llama<B>, ModelConfig)> {
+pub fn load<B: Backend>(
+    dir: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<(Llama<B>, ModelConfig)> {
     let dir = dir.as_ref();
     let config = ModelConfig::from_file(dir.join(CONFIG_FILE))?;
     let mut model = config.llama.init::<B>(device);
@@ -165,7 +170,11 @@ pub fn load_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Result<()> 
 }
 
 /// Validates every header against the model and returns, per shard, the tensors to load.
-fn plan<B: Backend>(model: &Llama<B>, dir: &Path, shards: &[Shard]) -> Result<Vec<Vec<(String, ParamKey)>>> {
+fn plan<B: Backend>(
+    model: &Llama<B>,
+    dir: &Path,
+    shards: &[Shard],
+) -> Result<Vec<Vec<(String, ParamKey)>>> {
     let config = model.config();
     let mut seen: HashSet<ParamKey> = HashSet::new();
     let mut plan = Vec::with_capacity(shards.len());
@@ -208,7 +217,12 @@ fn plan<B: Backend>(model: &Llama<B>, dir: &Path, shards: &[Shard]) -> Result<Ve
 }
 
 /// The parameter a checkpoint tensor loads into; `None` for tensors deliberately ignored.
-fn accept(path: &Path, name: &str, shape: &[usize], config: &crate::LlamaConfig) -> Result<Option<ParamKey>> {
+fn accept(
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    config: &crate::LlamaConfig,
+) -> Result<Option<ParamKey>> {
     if let Ok(key) = ParamKey::lookup(name, config) {
         return Ok(Some(key));
     }
@@ -239,7 +253,13 @@ fn check_dtype(path: &Path, name: &str, dtype: Dtype) -> Result<()> {
 
 /// Copies one tensor out of the map into host data of its own dtype (the device conversion
 /// happens when it is uploaded). Handles any alignment of the source bytes.
-pub(crate) fn to_tensor_data(path: &Path, name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<TensorData> {
+pub(crate) fn to_tensor_data(
+    path: &Path,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<TensorData> {
     let data = match dtype {
         Dtype::F32 => TensorData::new(bytemuck::pod_collect_to_vec::<u8, f32>(bytes), shape),
         Dtype::BF16 => TensorData::new(bytemuck::pod_collect_to_vec::<u8, bf16>(bytes), shape),

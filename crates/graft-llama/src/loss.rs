@@ -27,12 +27,17 @@ pub fn causal_lm_loss_sum<B: Backend>(
         let device = logits.device();
         return (Tensor::zeros([1], &device), Tensor::zeros([1], &device));
     }
-    let logits = logits.narrow(1, 0, seq - 1).reshape([n, vocab]).cast(DType::F32);
+    let logits = logits
+        .narrow(1, 0, seq - 1)
+        .reshape([n, vocab])
+        .cast(DType::F32);
     let targets = labels.narrow(1, 1, seq - 1).reshape([n, 1]);
     let ignored = targets.clone().equal_elem(ignore_index);
     let safe_targets = targets.mask_fill(ignored.clone(), 0);
     let log_probs = log_softmax(logits, 1);
-    let picked = log_probs.gather(1, safe_targets).mask_fill(ignored.clone(), 0.0);
+    let picked = log_probs
+        .gather(1, safe_targets)
+        .mask_fill(ignored.clone(), 0.0);
     // f32 so counts above 256 stay exact on bf16 backends.
     let count = ignored.bool_not().float().cast(DType::F32).sum();
     (picked.sum().neg(), count)

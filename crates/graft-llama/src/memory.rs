@@ -75,7 +75,8 @@ pub fn weight_bytes(config: &LlamaConfig, dtype: DTypeSize) -> u64 {
 
 /// Bytes of a KV cache holding `seq` positions of `batch` sequences.
 pub fn kv_cache_bytes(config: &LlamaConfig, batch: u64, seq: u64, dtype: DTypeSize) -> u64 {
-    let per_token = 2 * config.num_hidden_layers as u64 * (config.num_key_value_heads * config.head_dim) as u64;
+    let per_token =
+        2 * config.num_hidden_layers as u64 * (config.num_key_value_heads * config.head_dim) as u64;
     per_token * batch * seq * dtype.bytes()
 }
 
@@ -99,13 +100,23 @@ pub struct MemoryEstimate {
 impl MemoryEstimate {
     /// Sum of all parts.
     pub fn total(&self) -> u64 {
-        self.weights + self.adapters + self.gradients + self.optimizer + self.kv_cache + self.activations
+        self.weights
+            + self.adapters
+            + self.gradients
+            + self.optimizer
+            + self.kv_cache
+            + self.activations
     }
 }
 
 /// Inference: weights + KV cache for `seq` positions + the peak activations of a prefill
 /// (one layer's intermediates plus the f32 logits of every position).
-pub fn inference_memory(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> MemoryEstimate {
+pub fn inference_memory(
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> MemoryEstimate {
     let c = config;
     let tokens = batch * seq;
     let layer_peak = tokens * (2 * c.hidden_size + 3 * c.intermediate_size) as u64 * dtype.bytes()
@@ -122,7 +133,12 @@ pub fn inference_memory(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq:
 /// Activations kept for backward by a training step over `batch × seq` tokens: per layer the
 /// norm inputs/outputs, q/k/v before and after RoPE, the f32 attention scores and probabilities,
 /// the MLP intermediates; plus the logits, their f32 copy and log-probabilities.
-pub fn training_activation_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> u64 {
+pub fn training_activation_bytes(
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> u64 {
     let c = config;
     let q = (c.num_attention_heads * c.head_dim) as u64;
     let kv = (c.num_key_value_heads * c.head_dim) as u64;
@@ -136,9 +152,18 @@ pub fn training_activation_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: 
 
 /// Full fine-tuning with AdamW and mixed precision: `dtype` weights and gradients, plus an fp32
 /// master copy and two fp32 moments (for 8B parameters in bf16: 16 GB + 16 GB + 96 GB).
-pub fn full_training_memory(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> MemoryEstimate {
+pub fn full_training_memory(
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> MemoryEstimate {
     let params = param_counts(config).total();
-    let master = if dtype == DTypeSize::F32 { 0 } else { params * 4 };
+    let master = if dtype == DTypeSize::F32 {
+        0
+    } else {
+        params * 4
+    };
     MemoryEstimate {
         weights: params * dtype.bytes(),
         gradients: params * dtype.bytes(),

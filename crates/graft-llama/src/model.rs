@@ -69,13 +69,19 @@ impl LlamaConfig {
     /// Builds a model with lazily initialized random weights (HF init: normal(0, 0.02), norms 1).
     /// Loading replaces every weight before any is materialized.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Llama<B> {
-        let embed_tokens = Initializer::Normal { mean: 0.0, std: 0.02 }.init_with(
+        let embed_tokens = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        }
+        .init_with(
             [self.vocab_size, self.hidden_size],
             Some(self.hidden_size),
             Some(self.vocab_size),
             device,
         );
-        let layers = (0..self.num_hidden_layers).map(|_| self.init_layer(device)).collect();
+        let layers = (0..self.num_hidden_layers)
+            .map(|_| self.init_layer(device))
+            .collect();
         let lm_head = (!self.tie_word_embeddings)
             .then(|| ProjConfig::new(self.hidden_size, self.vocab_size).init(device));
         Llama {
@@ -89,7 +95,9 @@ impl LlamaConfig {
     }
 
     fn init_norm<B: Backend>(&self, device: &B::Device) -> RmsNorm<B> {
-        RmsNormConfig::new(self.hidden_size).with_eps(self.rms_norm_eps).init(device)
+        RmsNormConfig::new(self.hidden_size)
+            .with_eps(self.rms_norm_eps)
+            .init(device)
     }
 
     fn init_layer<B: Backend>(&self, device: &B::Device) -> DecoderLayer<B> {
@@ -119,7 +127,10 @@ impl<B: Backend> DecoderLayer<B> {
         sin: &Tensor<B, 2>,
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, cache);
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), cos, sin, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -146,7 +157,11 @@ impl<B: Backend> Llama<B> {
     /// # Shapes
     /// - `tokens`: `[batch, seq]`
     /// - output: `[batch, seq, vocab]`
-    pub fn forward_cached(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
         let offset = cache.len();
         let hidden = self.hidden_states(tokens, offset, Some(cache));
         self.head(hidden)

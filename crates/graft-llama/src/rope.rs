@@ -107,7 +107,11 @@ impl Rope {
 /// - `x`: `[batch, heads, seq, head_dim]`
 /// - `cos`, `sin`: `[seq, head_dim]`
 /// - output: `[batch, heads, seq, head_dim]`
-pub fn apply_rotary<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 4> {
+pub fn apply_rotary<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+) -> Tensor<B, 4> {
     let [_, _, _, d] = x.dims();
     let half = d / 2;
     let x1 = x.clone().narrow(3, 0, half);

@@ -22,7 +22,10 @@ fn llama3_without_rope_scaling() {
     let c = parse(configs::LLAMA3_8B).unwrap().llama;
     assert_eq!(c.rope_scaling, None);
     assert_eq!(c.rope_theta, 500000.0);
-    assert_eq!((c.num_attention_heads, c.num_key_value_heads, c.head_dim), (32, 8, 128));
+    assert_eq!(
+        (c.num_attention_heads, c.num_key_value_heads, c.head_dim),
+        (32, 8, 128)
+    );
     assert_eq!(c.eos_token_ids, vec![128001]);
     assert_eq!(c.bos_token_id, Some(128000));
     assert!(!c.tie_word_embeddings);
@@ -49,14 +52,21 @@ fn llama32_tied_with_head_dim() {
     assert!(c.tie_word_embeddings);
     assert_eq!(c.head_dim, 64);
     assert_eq!(c.rope_scaling.map(|s| s.factor), Some(32.0));
-    assert_eq!(graft_llama::param_keys(&c).len(), 1 + 16 * 9 + 1, "no lm_head when tied");
+    assert_eq!(
+        graft_llama::param_keys(&c).len(),
+        1 + 16 * 9 + 1,
+        "no lm_head when tied"
+    );
 }
 
 #[test]
 fn rope_parameters_block_and_dtype_key() {
     let c = parse(configs::ROPE_PARAMETERS_STYLE).unwrap().llama;
     assert_eq!(c.rope_theta, 500000.0);
-    assert_eq!(c.rope_scaling.map(|s| s.original_max_position_embeddings), Some(8192));
+    assert_eq!(
+        c.rope_scaling.map(|s| s.original_max_position_embeddings),
+        Some(8192)
+    );
     assert_eq!(c.torch_dtype.as_deref(), Some("float32"));
     assert_eq!(c.head_dim, 16, "default head_dim = hidden / heads");
 }
@@ -65,8 +75,18 @@ fn rope_parameters_block_and_dtype_key() {
 fn fixture_config_parses_like_its_readme() {
     let cfg = ModelConfig::from_file(common::fixtures().join("tiny-llama3/config.json")).unwrap();
     let c = cfg.llama;
-    assert_eq!((c.vocab_size, c.hidden_size, c.intermediate_size), (384, 64, 176));
-    assert_eq!((c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads), (2, 4, 2));
+    assert_eq!(
+        (c.vocab_size, c.hidden_size, c.intermediate_size),
+        (384, 64, 176)
+    );
+    assert_eq!(
+        (
+            c.num_hidden_layers,
+            c.num_attention_heads,
+            c.num_key_value_heads
+        ),
+        (2, 4, 2)
+    );
     assert_eq!(c.rope_scaling.map(|s| s.factor), Some(8.0));
 }
 
@@ -99,16 +119,30 @@ fn unknown_model_type_is_an_error() {
 
 #[test]
 fn unknown_architecture_is_an_error() {
-    let json = with(configs::LLAMA3_8B, "architectures", serde_json::json!(["LlamaForSequenceClassification"]));
+    let json = with(
+        configs::LLAMA3_8B,
+        "architectures",
+        serde_json::json!(["LlamaForSequenceClassification"]),
+    );
     let err = parse(&json).unwrap_err();
-    assert!(err.to_string().contains("LlamaForSequenceClassification"), "{err}");
+    assert!(
+        err.to_string().contains("LlamaForSequenceClassification"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unsupported_rope_type_is_an_error() {
-    let json = with(configs::LLAMA3_8B, "rope_scaling", serde_json::json!({"rope_type": "yarn", "factor": 4.0}));
+    let json = with(
+        configs::LLAMA3_8B,
+        "rope_scaling",
+        serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+    );
     let err = parse(&json).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedConfig { .. }) && err.to_string().contains("yarn"), "{err}");
+    assert!(
+        matches!(err, Error::UnsupportedConfig { .. }) && err.to_string().contains("yarn"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -120,16 +154,28 @@ fn biases_are_unsupported() {
 #[test]
 fn malformed_and_missing_configs_name_the_file() {
     let err = parse("{\"model_type\": \"llama\"").unwrap_err();
-    assert!(matches!(err, Error::Json { .. }) && err.to_string().contains("config.json"), "{err}");
+    assert!(
+        matches!(err, Error::Json { .. }) && err.to_string().contains("config.json"),
+        "{err}"
+    );
     let pretty = configs::LLAMA3_8B.replace("\"hidden_size\": 4096", "\"hidden_size\": \"big\"");
     let err = parse(&pretty).unwrap_err();
-    assert!(err.to_string().contains("\"big\"") && err.to_string().contains("line 3"), "{err}");
+    assert!(
+        err.to_string().contains("\"big\"") && err.to_string().contains("line 3"),
+        "{err}"
+    );
     let mut v: serde_json::Value = serde_json::from_str(configs::LLAMA3_8B).unwrap();
     v.as_object_mut().unwrap().remove("vocab_size");
     let err = parse(&v.to_string()).unwrap_err();
-    assert!(err.to_string().contains("missing field `vocab_size`"), "{err}");
+    assert!(
+        err.to_string().contains("missing field `vocab_size`"),
+        "{err}"
+    );
     let err = ModelConfig::from_file("/nonexistent/config.json").unwrap_err();
-    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("/nonexistent/config.json"), "{err}");
+    assert!(
+        matches!(err, Error::Io { .. }) && err.to_string().contains("/nonexistent/config.json"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,5 +184,8 @@ fn raw_json_round_trips_with_only_dtype_changed() {
     let mut out = cfg.raw_with_dtype("float32");
     assert_eq!(out["torch_dtype"], "float32");
     out["torch_dtype"] = "bfloat16".into();
-    assert_eq!(out, serde_json::from_str::<serde_json::Value>(configs::LLAMA31_8B_INSTRUCT).unwrap());
+    assert_eq!(
+        out,
+        serde_json::from_str::<serde_json::Value>(configs::LLAMA31_8B_INSTRUCT).unwrap()
+    );
 }

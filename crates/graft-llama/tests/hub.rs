@@ -21,7 +21,11 @@ fn populate(cache: &Path, with_weights: bool) -> PathBuf {
     let src = fixtures().join("tiny-llama3-bf16");
     std::fs::copy(src.join("config.json"), snapshot.join("config.json")).unwrap();
     if with_weights {
-        std::fs::copy(src.join("model.safetensors"), snapshot.join("model.safetensors")).unwrap();
+        std::fs::copy(
+            src.join("model.safetensors"),
+            snapshot.join("model.safetensors"),
+        )
+        .unwrap();
     }
     snapshot
 }
@@ -30,7 +34,15 @@ fn populate(cache: &Path, with_weights: bool) -> PathBuf {
 fn repo_ids_are_recognised() {
     assert!(is_repo_id("meta-llama/Llama-3.2-1B"));
     assert!(is_repo_id("org/name_v1.5"));
-    for bad in ["name", "a/b/c", "/abs/path", "./rel", "org/", "org/../x", "org/na me"] {
+    for bad in [
+        "name",
+        "a/b/c",
+        "/abs/path",
+        "./rel",
+        "org/",
+        "org/../x",
+        "org/na me",
+    ] {
         assert!(!is_repo_id(bad), "{bad}");
     }
 }
@@ -39,9 +51,19 @@ fn repo_ids_are_recognised() {
 fn cached_snapshot_resolves_by_branch_tag_and_commit() {
     let cache = tempfile::tempdir().unwrap();
     let snapshot = populate(cache.path(), true);
-    assert_eq!(resolve_in_cache(cache.path(), "org/tiny", "main"), Some(snapshot.clone()));
-    assert_eq!(resolve_in_cache(cache.path(), "org/tiny", "v1"), Some(snapshot.clone()), "ref with newline");
-    assert_eq!(resolve_in_cache(cache.path(), "org/tiny", COMMIT), Some(snapshot));
+    assert_eq!(
+        resolve_in_cache(cache.path(), "org/tiny", "main"),
+        Some(snapshot.clone())
+    );
+    assert_eq!(
+        resolve_in_cache(cache.path(), "org/tiny", "v1"),
+        Some(snapshot.clone()),
+        "ref with newline"
+    );
+    assert_eq!(
+        resolve_in_cache(cache.path(), "org/tiny", COMMIT),
+        Some(snapshot)
+    );
     assert_eq!(resolve_in_cache(cache.path(), "org/tiny", "dev"), None);
     assert_eq!(resolve_in_cache(cache.path(), "org/other", "main"), None);
 }
@@ -67,7 +89,10 @@ fn local_paths_win_and_bad_arguments_explain() {
     let local = fixtures().join("tiny-llama3");
     assert_eq!(resolve(local.to_str().unwrap(), None).unwrap(), local);
     let file = local.join("config.json");
-    assert!(resolve(file.to_str().unwrap(), None).unwrap_err().to_string().contains("directory"));
+    assert!(resolve(file.to_str().unwrap(), None)
+        .unwrap_err()
+        .to_string()
+        .contains("directory"));
     let err = resolve("/no/such/dir", None).unwrap_err();
     assert!(err.to_string().contains("not a Hub repo id"), "{err}");
 }

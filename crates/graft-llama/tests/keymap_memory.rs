@@ -11,7 +11,9 @@ use graft_llama::memory::*;
 use graft_llama::{hf_params, load, param_keys, LayerParam, ModelConfig, ParamKey};
 
 fn llama(json: &str) -> graft_llama::LlamaConfig {
-    ModelConfig::from_json_str(json, "config.json").unwrap().llama
+    ModelConfig::from_json_str(json, "config.json")
+        .unwrap()
+        .llama
 }
 
 #[test]
@@ -23,14 +25,27 @@ fn names_round_trip_and_match_the_checkpoint() {
     }
     let mut names: Vec<String> = hf_params(c).into_iter().map(|(n, _)| n).collect();
     names.sort();
-    let mut file_names: Vec<String> = read_all(&golden("grads.safetensors")).into_iter().map(|t| t.0).collect();
+    let mut file_names: Vec<String> = read_all(&golden("grads.safetensors"))
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
     file_names.sort();
     assert_eq!(names, file_names, "key map names = HF parameter names");
     for (name, shape) in hf_params(c) {
         assert_eq!(model.param_by_name(&name).unwrap().shape(), shape, "{name}");
     }
-    assert_eq!(hf_params(c)[2], ("model.layers.0.self_attn.k_proj.weight".to_string(), vec![32, 64]));
-    for bad in ["model.layers.2.mlp.up_proj.weight", "model.layers.x.mlp.up_proj.weight", "model.foo"] {
+    assert_eq!(
+        hf_params(c)[2],
+        (
+            "model.layers.0.self_attn.k_proj.weight".to_string(),
+            vec![32, 64]
+        )
+    );
+    for bad in [
+        "model.layers.2.mlp.up_proj.weight",
+        "model.layers.x.mlp.up_proj.weight",
+        "model.foo",
+    ] {
         assert!(model.param_by_name(bad).is_err(), "{bad}");
     }
 }
@@ -40,17 +55,32 @@ fn set_param_replaces_values_and_checks_shapes() {
     let (mut model, _) = load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
     let key = ParamKey::Layer(1, LayerParam::PostAttentionLayernorm);
     let id = model.param_id(key).unwrap();
-    model.set_param_data(key, TensorData::new(vec![2.5f32; 64], [64])).unwrap();
-    let values = model.param(key).unwrap().into_data().to_vec::<f32>().unwrap();
+    model
+        .set_param_data(key, TensorData::new(vec![2.5f32; 64], [64]))
+        .unwrap();
+    let values = model
+        .param(key)
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     assert!(values.iter().all(|&v| v == 2.5));
     assert_eq!(model.param_id(key).unwrap(), id, "id survives replacement");
-    let err = model.set_param_data(key, TensorData::new(vec![0f32; 63], [63])).unwrap_err();
-    assert!(err.to_string().contains("[64]") && err.to_string().contains("[63]"), "{err}");
+    let err = model
+        .set_param_data(key, TensorData::new(vec![0f32; 63], [63]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("[64]") && err.to_string().contains("[63]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn parameter_counts_of_real_models() {
-    assert_eq!(param_counts(&llama(configs::LLAMA3_8B)).total(), 8_030_261_248);
+    assert_eq!(
+        param_counts(&llama(configs::LLAMA3_8B)).total(),
+        8_030_261_248
+    );
     let small = param_counts(&llama(configs::LLAMA32_1B_INSTRUCT));
     assert_eq!(small.total(), 1_235_814_400);
     assert_eq!(small.lm_head, 0, "tied");
@@ -69,7 +99,10 @@ fn memory_estimates() {
     let n = 8_030_261_248u64;
     assert_eq!(weight_bytes(&c, DTypeSize::BF16), 2 * n);
     let full = full_training_memory(&c, DTypeSize::BF16, 1, 2048);
-    assert_eq!((full.weights, full.gradients, full.optimizer), (2 * n, 2 * n, 12 * n));
+    assert_eq!(
+        (full.weights, full.gradients, full.optimizer),
+        (2 * n, 2 * n, 12 * n)
+    );
     assert!(full.activations > 0 && full.total() > 16 * n);
     // 32 layers · 2 (k, v) · 8 heads · 128 dims · 2 bytes = 128 KiB per token.
     assert_eq!(kv_cache_bytes(&c, 1, 8192, DTypeSize::BF16), 8192 * 131_072);

@@ -7,7 +7,10 @@ use common::*;
 use graft_llama::{causal_lm_loss, load, param_keys, IGNORE_INDEX};
 
 fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")
 }
 
 #[test]
@@ -24,19 +27,28 @@ fn logits_and_losses_match_transformers() {
 
     let loss = values(causal_lm_loss(logits.clone(), tokens, IGNORE_INDEX))[0];
     let (_, golden_loss) = read_f32(&golden("forward.safetensors"), "loss");
-    assert!((loss - golden_loss[0]).abs() <= 1e-5, "loss {loss} vs {}", golden_loss[0]);
+    assert!(
+        (loss - golden_loss[0]).abs() <= 1e-5,
+        "loss {loss} vs {}",
+        golden_loss[0]
+    );
 
     let labels = int_tensor::<B>("labels_masked");
     let masked = values(causal_lm_loss(logits, labels, IGNORE_INDEX))[0];
     let (_, golden_masked) = read_f32(&golden("forward.safetensors"), "loss_masked");
-    assert!((masked - golden_masked[0]).abs() <= 1e-5, "masked loss {masked} vs {}", golden_masked[0]);
+    assert!(
+        (masked - golden_masked[0]).abs() <= 1e-5,
+        "masked loss {masked} vs {}",
+        golden_masked[0]
+    );
     assert!((masked - loss).abs() > 1e-4, "masking must change the loss");
 }
 
 #[test]
 fn bf16_checkpoint_matches_transformers() {
     let device = Default::default();
-    let (model, config) = load::<B>(fixtures().join("tiny-llama3-bf16"), &device).expect("load bf16");
+    let (model, config) =
+        load::<B>(fixtures().join("tiny-llama3-bf16"), &device).expect("load bf16");
     assert_eq!(config.llama.torch_dtype.as_deref(), Some("bfloat16"));
     let tokens = int_tensor::<B>("input_ids");
     let logits = model.forward(tokens.clone());
@@ -45,7 +57,11 @@ fn bf16_checkpoint_matches_transformers() {
     assert!(diff <= 1e-4, "bf16 logits max abs diff {diff}");
     let loss = values(causal_lm_loss(logits, tokens, IGNORE_INDEX))[0];
     let (_, golden_loss) = read_f32(&golden("forward.safetensors"), "bf16_loss");
-    assert!((loss - golden_loss[0]).abs() <= 1e-5, "bf16 loss {loss} vs {}", golden_loss[0]);
+    assert!(
+        (loss - golden_loss[0]).abs() <= 1e-5,
+        "bf16 loss {loss} vs {}",
+        golden_loss[0]
+    );
 }
 
 #[test]
@@ -57,16 +73,25 @@ fn every_gradient_matches_transformers() {
     let grads = loss.backward();
     let golden_grads = golden("grads.safetensors");
     let keys = param_keys(&config.llama);
-    assert_eq!(keys.len(), read_all(&golden_grads).len(), "one golden gradient per parameter");
+    assert_eq!(
+        keys.len(),
+        read_all(&golden_grads).len(),
+        "one golden gradient per parameter"
+    );
     for key in keys {
         let name = key.hf_name();
-        let grad = model.grad(key, &grads).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let grad = model
+            .grad(key, &grads)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         let (shape, expected) = read_f32(&golden_grads, &name);
         assert_eq!(grad.shape(), shape, "{name}");
         let actual = grad.into_data().to_vec::<f32>().expect("f32");
         let diff = max_abs_diff(&actual, &expected);
         let norm = expected.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!(diff <= 1e-5 || diff <= 1e-3 * norm, "{name}: max abs diff {diff}, golden norm {norm}");
+        assert!(
+            diff <= 1e-5 || diff <= 1e-3 * norm,
+            "{name}: max abs diff {diff}, golden norm {norm}"
+        );
     }
 }
 
@@ -103,8 +128,14 @@ fn tied_head_uses_embeddings() {
     }
     let hidden = Tensor::<B, 3>::from_data(TensorData::new(vec![0.5f32; 64], [1, 1, 64]), &device);
     let head = values(tied.head(hidden.clone()));
-    let embed = model.param_by_name("model.embed_tokens.weight").expect("embed").into_data();
+    let embed = model
+        .param_by_name("model.embed_tokens.weight")
+        .expect("embed")
+        .into_data();
     let embed = embed.to_vec::<f32>().expect("f32");
-    let expected: Vec<f32> = embed.chunks(64).map(|row| row.iter().sum::<f32>() * 0.5).collect();
+    let expected: Vec<f32> = embed
+        .chunks(64)
+        .map(|row| row.iter().sum::<f32>() * 0.5)
+        .collect();
     assert!(max_abs_diff(&head, &expected) < 1e-4);
 }
