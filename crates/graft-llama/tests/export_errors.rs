@@ -155,3 +155,24 @@ fn data_of_the_wrong_length_is_an_error() {
     assert!(text.contains("w") && text.contains("got 5 values, expected 6"), "{text}");
     assert!(!tmp.path().join("out").exists());
 }
+
+#[test]
+fn a_short_stream_is_an_error() {
+    struct ShortStream;
+    impl TensorSource for ShortStream {
+        fn specs(&self, dtype: ExportDtype) -> Vec<TensorSpec> {
+            vec![TensorSpec { name: "w".into(), shape: vec![4, 4], dtype: dtype.safetensors() }]
+        }
+        fn read(&mut self, _: &str) -> graft_llama::export::Result<TensorData<'_>> {
+            let pieces = vec![Ok(vec![0u8; 32].into()), Ok(vec![0u8; 16].into())];
+            Ok(TensorData::Stream { dtype: graft_llama::export::Dtype::F32, chunks: Box::new(pieces.into_iter()) })
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = CheckpointSource::open(&fixture()).unwrap().config().clone();
+    let files = HfDirFiles { config, generation_config: None, tokenizer_dir: None };
+    let err = write_hf_dir(&tmp.path().join("out"), &files, &mut ShortStream, &ExportOptions::default(), &mut |_, _| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("got 48 bytes, expected 64"), "{err}");
+    assert!(!tmp.path().join("out").exists());
+}

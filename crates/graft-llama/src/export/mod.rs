@@ -32,6 +32,7 @@ pub use source::{llama_tensor_order, CheckpointSource};
 pub use staging::StagingDir;
 pub use writer::{ShardWriter, WrittenShards};
 
+
 /// Everything that can go wrong while exporting.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -95,17 +96,33 @@ impl TensorSpec {
 }
 
 /// The data of one tensor, in HF layout, as a source hands it to the writer.
-#[derive(Debug, Clone)]
 pub enum TensorData<'a> {
     /// f32 values in row-major order.
     F32(Cow<'a, [f32]>),
-    /// Little-endian bytes of the given dtype in row-major order (e.g. a memory-mapped shard).
+    /// Little-endian bytes of the given dtype in row-major order.
     Bytes { dtype: Dtype, bytes: Cow<'a, [u8]> },
+    /// Little-endian bytes of `dtype` in row-major order, in consecutive pieces of whole elements.
+    /// The writer converts and writes each piece before asking for the next, so a source can
+    /// free a piece once the next one is requested (a memory-mapped shard drops its pages).
+    Stream { dtype: Dtype, chunks: ChunkStream<'a> },
+}
+
+/// The pieces of a [`TensorData::Stream`].
+pub type ChunkStream<'a> = Box<dyn Iterator<Item = Result<Cow<'a, [u8]>>> + 'a>;
+
+impl std::fmt::Debug for TensorData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TensorData::F32(v) => write!(f, "F32({} values)", v.len()),
+            TensorData::Bytes { dtype, bytes } => write!(f, "Bytes({dtype}, {} bytes)", bytes.len()),
+            TensorData::Stream { dtype, .. } => write!(f, "Stream({dtype})"),
+        }
+    }
 }
 
 impl TensorData<'_> {
     /// Takes Burn tensor data (F32, BF16, F16 or F64) without copying it where possible.
-    pub fn from_burn(name: &str, data: burn::tensor::TensorData) -> Result<TensorData<'static>> {
+    pub fn from_burn(name: &str, data: burn::tensor::TensorData) -> Result<Self> {
         use burn::tensor::DType as B;
         let dtype = match data.dtype {
             B::F32 => Dtype::F32,
@@ -131,9 +148,7 @@ pub trait TensorSource {
     fn specs(&self, dtype: ExportDtype) -> Vec<TensorSpec>;
 
     /// The data of tensor `name` (one of [`TensorSource::specs`]). Called once per tensor; the
-    /// writer drops the data before asking for the next one.
+    /// writer drops the data before asking for the next one. Large tensors can be handed over
+    /// piece by piece as a [`TensorData::Stream`].
     fn read(&mut self, name: &str) -> Result<TensorData<'_>>;
-
-    /// Called after a tensor was written; sources backed by memory maps release its pages here.
-    fn release(&mut self, _name: &str) {}
 }

@@ -1,8 +1,8 @@
 //! An HF checkpoint directory as a [`TensorSource`]: `config.json` plus `model.safetensors` or
 //! shards named by `model.safetensors.index.json`, memory-mapped and read tensor by tensor.
 //!
-//! Pages of a tensor are handed back to the kernel once it is written (`madvise(DONTNEED)`), so
-//! exporting a model costs about one chunk of memory, not the model's size.
+//! Each tensor is handed to the writer in pieces whose pages go back to the kernel once written
+//! (`madvise(DONTNEED)`), so exporting costs a few pieces of memory, not the model's size.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -110,26 +110,56 @@ impl TensorSource for CheckpointSource {
             expected: Vec::new(),
         })?;
         let t = &self.tensors[i];
-        let bytes = &self.maps[t.shard].1[t.start..t.end];
-        Ok(TensorData::Bytes { dtype: t.dtype, bytes: Cow::Borrowed(bytes) })
+        let chunks = MappedChunks { map: &self.maps[t.shard].1, pos: t.start, end: t.start, stop: t.end };
+        Ok(TensorData::Stream { dtype: t.dtype, chunks: Box::new(chunks) })
     }
+}
 
-    fn release(&mut self, name: &str) {
-        let Some(&i) = self.by_name.get(name) else { return };
-        let t = &self.tensors[i];
-        #[cfg(unix)]
-        {
-            // SAFETY: the map is a read-only mapping of a file; dropping its pages only makes the
-            // kernel read them again from the file if they are touched later. No slice into this
-            // tensor is alive: `read`'s borrow ended before `release` (it takes `&mut self`).
-            let advice = memmap2::UncheckedAdvice::DontNeed;
-            if let Err(e) = unsafe { self.maps[t.shard].1.unchecked_advise_range(advice, t.start, t.end - t.start) } {
-                tracing::debug!("madvise(DONTNEED) on {}: {e}", self.maps[t.shard].0.display());
-            }
+/// Bytes of a mapped tensor read in pieces; each piece's pages are dropped when the next is asked
+/// for (the writer has converted and written it by then), so memory stays at one piece.
+struct MappedChunks<'a> {
+    map: &'a Mmap,
+    /// Start of the piece handed out last, its end, and the end of the tensor.
+    pos: usize,
+    end: usize,
+    stop: usize,
+}
+
+/// Bytes per piece: a multiple of every element size and of the page size.
+const PIECE: usize = 8 << 20;
+
+impl<'a> Iterator for MappedChunks<'a> {
+    type Item = Result<Cow<'a, [u8]>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        release(self.map, self.pos, self.end);
+        if self.end >= self.stop {
+            return None;
         }
-        #[cfg(not(unix))]
-        let _ = t;
+        self.pos = self.end;
+        self.end = (self.pos + PIECE).min(self.stop);
+        let map: &'a Mmap = self.map;
+        Some(Ok(Cow::Borrowed(&map[self.pos..self.end])))
     }
+}
+
+/// Drops the resident pages of `map[start..end]` (a no-op off Unix).
+fn release(map: &Mmap, start: usize, end: usize) {
+    if end <= start {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: `map` is a read-only mapping of a file. MADV_DONTNEED only drops the pages;
+        // touching them again reads the same bytes back from the file, so any slice still alive
+        // keeps its contents.
+        let advice = memmap2::UncheckedAdvice::DontNeed;
+        if let Err(e) = unsafe { map.unchecked_advise_range(advice, start, end - start) } {
+            tracing::debug!("madvise(DONTNEED): {e}");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = map;
 }
 
 /// Sorts HF Llama parameter names into `LlamaForCausalLM.state_dict()` order: embedding, each

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::dtype::{convert_into, element_size, encode_f32_into};
 use super::plan::{plan_shards, ShardLayout, INDEX_FILE};
-use super::{ExportError, Result, TensorData, TensorSource, TensorSpec};
+use super::{Dtype, ExportError, Result, TensorData, TensorSource, TensorSpec};
 
 /// Elements converted per write: bounds the writer's own memory to a few MiB.
 const CHUNK_ELEMENTS: usize = 1 << 20;
@@ -78,7 +78,7 @@ impl ShardWriter {
         if shard.written[t] {
             return Err(plan_error("was written twice"));
         }
-        let placed = &shard.layout.tensors[t];
+        let placed = shard.layout.tensors[t].clone();
         let spec = &placed.spec;
         let mut pos = shard.data_start + placed.begin;
         seek(&mut shard.file, &shard.path, pos)?;
@@ -98,12 +98,21 @@ impl ShardWriter {
                 let width = element_size(dtype).ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
                 check_len(spec, bytes.len(), numel * width, "bytes")?;
                 for chunk in bytes.chunks(CHUNK_ELEMENTS * width) {
-                    self.scratch.clear();
-                    if !convert_into(dtype, chunk, spec.dtype, &mut self.scratch) {
-                        return Err(conversion_error(spec, &dtype.to_string()));
-                    }
-                    pos += write_chunk(&mut shard.file, &shard.path, &self.scratch)?;
+                    pos += convert_chunk(shard, spec, dtype, chunk, &mut self.scratch)?;
                 }
+            }
+            TensorData::Stream { dtype, chunks } => {
+                let width = element_size(dtype).ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
+                let mut seen = 0usize;
+                for chunk in chunks {
+                    let chunk = chunk?;
+                    seen += chunk.len();
+                    if chunk.len() % width != 0 || seen > numel * width {
+                        return Err(ExportError::Shape { tensor: spec.name.clone(), message: format!("stream piece of {} bytes does not fit shape {:?}", chunk.len(), spec.shape) });
+                    }
+                    pos += convert_chunk(shard, spec, dtype, &chunk, &mut self.scratch)?;
+                }
+                check_len(spec, seen, numel * width, "bytes")?;
             }
         }
         debug_assert_eq!(pos, shard.data_start + placed.end);
@@ -123,7 +132,6 @@ impl ShardWriter {
         for (name, bytes) in order {
             let data = source.read(&name)?;
             self.write(&name, data)?;
-            source.release(&name);
             done += bytes;
             progress(done, total);
         }
@@ -220,6 +228,15 @@ fn seek(file: &mut File, path: &Path, pos: u64) -> Result<()> {
 fn write_chunk(file: &mut File, path: &Path, bytes: &[u8]) -> Result<u64> {
     file.write_all(bytes).map_err(|e| ExportError::io(path, e))?;
     Ok(bytes.len() as u64)
+}
+
+/// Converts one piece of source bytes to the planned dtype and appends it to the shard file.
+fn convert_chunk(shard: &mut OpenShard, spec: &TensorSpec, dtype: Dtype, chunk: &[u8], scratch: &mut Vec<u8>) -> Result<u64> {
+    scratch.clear();
+    if !convert_into(dtype, chunk, spec.dtype, scratch) {
+        return Err(conversion_error(spec, &dtype.to_string()));
+    }
+    write_chunk(&mut shard.file, &shard.path, scratch)
 }
 
 fn check_len(spec: &TensorSpec, actual: usize, expected: usize, unit: &str) -> Result<()> {
