@@ -184,6 +184,15 @@ impl DataConfig {
         Ok(config)
     }
 
+    /// Where prepared shards of the recipe at `recipe` go: `prepared_dir` if set (already resolved),
+    /// else `runs/prepared/<recipe file stem>` under the current directory.
+    pub fn prepared_dir_for(&self, recipe: &Path) -> PathBuf {
+        self.prepared_dir.clone().unwrap_or_else(|| {
+            let stem = recipe.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "recipe".into());
+            Path::new("runs").join("prepared").join(stem)
+        })
+    }
+
     /// Makes relative source paths, `tokenizer` and `prepared_dir` relative to `base_dir`.
     pub fn resolve_paths(&mut self, base_dir: &Path) {
         let fix = |p: &mut PathBuf| {

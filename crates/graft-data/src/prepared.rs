@@ -90,7 +90,7 @@ impl PreparedData {
 
     /// Training tokens of a source (after the validation hold-out).
     pub fn train_tokens(&self, source: &str) -> Result<u64> {
-        Ok(self.source_index(source).map(|i| self.sources[i].train_tokens)?)
+        self.source_index(source).map(|i| self.sources[i].train_tokens)
     }
 
     /// Held-out tokens of a source.

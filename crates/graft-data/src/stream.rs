@@ -217,7 +217,7 @@ impl TrainStream {
             ));
         }
         let world = self.opts.world_size as u64;
-        if cursor.sequences % world != 0 {
+        if !cursor.sequences.is_multiple_of(world) {
             return Err(DataError::BadCursor(format!("{} sequences is not a multiple of world_size {world}", cursor.sequences)));
         }
         let mut states = Vec::with_capacity(self.states.len());
