@@ -4,10 +4,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor};
 
 use crate::proj::{Proj, ProjConfig};
-use crate::rope::apply_rotary;
+use crate::rope::{apply_rotary, Rope};
 
 /// Configuration of an [`Attention`] block.
 #[derive(Config, Debug)]
@@ -40,6 +40,30 @@ pub struct LayerCache<B: Backend> {
     pub v: Tensor<B, 4>,
 }
 
+/// What attention needs to know about the positions of one forward pass, built once per pass
+/// and shared by all layers.
+#[derive(Debug, Clone)]
+pub struct Positions<B: Backend> {
+    /// RoPE cosines, `[seq, head_dim]`.
+    pub cos: Tensor<B, 2>,
+    /// RoPE sines, `[seq, head_dim]`.
+    pub sin: Tensor<B, 2>,
+    /// Additive causal mask, `[seq, offset + seq]` (f32).
+    pub bias: Tensor<B, 2>,
+}
+
+impl<B: Backend> Positions<B> {
+    /// Tables for queries at positions `offset..offset + seq`.
+    pub fn new(rope: &Rope, offset: usize, seq: usize, device: &B::Device) -> Self {
+        let (cos, sin) = rope.tables::<B>(offset, seq, device);
+        Self {
+            cos,
+            sin,
+            bias: causal_bias(offset, seq, device),
+        }
+    }
+}
+
 impl AttentionConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
         let q_out = self.num_heads * self.head_dim;
@@ -57,19 +81,18 @@ impl AttentionConfig {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Attends from `x` (positions `offset..offset+seq`) to the cached keys/values plus `x`'s own.
-    /// With `cache = None` this is plain causal self-attention starting at position `offset`.
-    /// The updated cache is written back when one is given.
+    /// Attends from `x` (positions `offset..offset+seq`, `offset` = cached length) to the cached
+    /// keys/values plus `x`'s own, and appends `x`'s to the cache when one is given. With
+    /// `cache = None` this is plain causal self-attention (`offset` = 0).
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
-    /// - `cos`, `sin`: `[seq, head_dim]` for positions `offset..offset+seq`
+    /// - `pos`: tables for positions `offset..offset+seq`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        cos: &Tensor<B, 2>,
-        sin: &Tensor<B, 2>,
+        pos: &Positions<B>,
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
@@ -78,13 +101,11 @@ impl<B: Backend> Attention<B> {
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
         let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
         let v = heads(self.v_proj.forward(x), self.num_kv_heads);
-        let q = apply_rotary(q, cos, sin);
-        let mut k = apply_rotary(k, cos, sin);
+        let q = apply_rotary(q, &pos.cos, &pos.sin);
+        let mut k = apply_rotary(k, &pos.cos, &pos.sin);
         let mut v = v;
-        let mut offset = 0;
         if let Some(slot) = cache {
             if let Some(prev) = slot.take() {
-                offset = prev.k.dims()[2];
                 k = Tensor::cat(vec![prev.k, k], 2);
                 v = Tensor::cat(vec![prev.v, v], 2);
             }
@@ -93,7 +114,7 @@ impl<B: Backend> Attention<B> {
                 v: v.clone(),
             });
         }
-        let out = grouped_attention(q, k, v, offset);
+        let out = grouped_attention(q, k, v, &pos.bias);
         let out = out
             .swap_dims(1, 2)
             .reshape([batch, seq, self.num_heads * self.head_dim]);
@@ -101,52 +122,53 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// `softmax(q·kᵀ / sqrt(d) + causal mask) · v` with GQA: query head `h` uses key/value head
-/// `h / n_rep`, as HF's `repeat_kv`, without materializing repeated keys and values. Query `i`
-/// sits at absolute position `offset + i` and sees keys `0..=offset + i`. Softmax runs in f32.
+/// `softmax(q·kᵀ / sqrt(d) + bias) · v` with GQA: query head `h` uses key/value head
+/// `h / n_rep`, as HF's `repeat_kv`, without materializing repeated keys and values. `bias` is
+/// the additive causal mask from [`causal_bias`]. Scores are taken to f32 for the softmax.
 ///
 /// # Shapes
 /// - `q`: `[batch, heads, seq, head_dim]`
 /// - `k`, `v`: `[batch, kv_heads, seq_k, head_dim]`
+/// - `bias`: `[seq, seq_k]` (f32)
 /// - output: `[batch, heads, seq, head_dim]`
 pub fn grouped_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    offset: usize,
+    bias: &Tensor<B, 2>,
 ) -> Tensor<B, 4> {
     let [batch, heads, seq, head_dim] = q.dims();
     let [_, kv_heads, seq_k, _] = k.dims();
     let n_rep = heads / kv_heads;
     let dtype = q.dtype();
-    // Heads h = kv·n_rep + r are consecutive, so the group's queries stack along the seq axis.
+    // Heads h = kv·n_rep + r are consecutive, so a group's queries stack along the seq axis.
     let q = q.reshape([batch, kv_heads, n_rep * seq, head_dim]);
     let scale = (head_dim as f64).powf(-0.5);
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-    let mask = causal_mask::<B>(n_rep, seq, seq_k, offset, &scores.device())
-        .unsqueeze::<4>()
-        .expand([batch, kv_heads, n_rep * seq, seq_k]);
-    let scores = scores.cast(DType::F32).mask_fill(mask, f32::NEG_INFINITY);
-    let probs = softmax(scores, 3).cast(dtype);
+    let scores = scores
+        .cast(DType::F32)
+        .reshape([batch, kv_heads, n_rep, seq, seq_k]);
+    let scores = scores + bias.clone().unsqueeze::<5>();
+    let probs = softmax(scores, 4).cast(dtype);
+    let probs = probs.reshape([batch, kv_heads, n_rep * seq, seq_k]);
     probs.matmul(v).reshape([batch, heads, seq, head_dim])
 }
 
-/// `true` where query row `r·seq + i` must not see key `j`, i.e. `j > offset + i`.
+/// Additive causal mask for queries at positions `offset..offset + seq` over keys
+/// `0..offset + seq`: 0 where key `j ≤ offset + i`, −∞ elsewhere. Built on the device, once per
+/// forward pass.
 ///
 /// # Shapes
-/// - output: `[n_rep * seq, seq_k]`
-fn causal_mask<B: Backend>(
-    n_rep: usize,
-    seq: usize,
-    seq_k: usize,
-    offset: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Bool> {
-    let mut mask = Vec::with_capacity(n_rep * seq * seq_k);
-    for _ in 0..n_rep {
-        for i in 0..seq {
-            mask.extend((0..seq_k).map(|j| j > offset + i));
-        }
-    }
-    Tensor::from_data(TensorData::new(mask, [n_rep * seq, seq_k]), device)
+/// - output: `[seq, offset + seq]` (f32)
+pub fn causal_bias<B: Backend>(offset: usize, seq: usize, device: &B::Device) -> Tensor<B, 2> {
+    let seq_k = offset + seq;
+    let rows = Tensor::<B, 1, Int>::arange(offset as i64..seq_k as i64, device)
+        .reshape([seq, 1])
+        .expand([seq, seq_k]);
+    let cols = Tensor::<B, 1, Int>::arange(0..seq_k as i64, device)
+        .reshape([1, seq_k])
+        .expand([seq, seq_k]);
+    Tensor::<B, 2>::zeros([seq, seq_k], device)
+        .cast(DType::F32)
+        .mask_fill(cols.greater(rows), f32::NEG_INFINITY)
 }

@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Int, Tensor};
 
-use crate::attention::{Attention, AttentionConfig, LayerCache};
+use crate::attention::{Attention, AttentionConfig, LayerCache, Positions};
 use crate::config::LlamaConfig;
 use crate::mlp::{Mlp, MlpConfig};
 use crate::norm::{RmsNorm, RmsNormConfig};
@@ -118,19 +118,16 @@ impl LlamaConfig {
 
 impl<B: Backend> DecoderLayer<B> {
     /// # Shapes
-    /// - `x`: `[batch, seq, hidden]`; `cos`, `sin`: `[seq, head_dim]`
+    /// - `x`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        cos: &Tensor<B, 2>,
-        sin: &Tensor<B, 2>,
+        pos: &Positions<B>,
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), cos, sin, cache);
+        let normed = self.input_layernorm.forward(x.clone());
+        let h = x + self.self_attn.forward(normed, pos, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -147,7 +144,7 @@ impl<B: Backend> Llama<B> {
     /// - `tokens`: `[batch, seq]`
     /// - output: `[batch, seq, vocab]`
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let hidden = self.hidden_states(tokens, 0, None);
+        let hidden = self.hidden_states(tokens, None);
         self.head(hidden)
     }
 
@@ -162,12 +159,12 @@ impl<B: Backend> Llama<B> {
         tokens: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
-        let offset = cache.len();
-        let hidden = self.hidden_states(tokens, offset, Some(cache));
+        let hidden = self.hidden_states(tokens, Some(cache));
         self.head(hidden)
     }
 
-    /// Final hidden states (after the last norm), before the LM head.
+    /// Final hidden states (after the last norm), before the LM head; continues the sequence in
+    /// `cache` (and extends it) when one is given.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, seq]`
@@ -175,16 +172,19 @@ impl<B: Backend> Llama<B> {
     pub fn hidden_states(
         &self,
         tokens: Tensor<B, 2, Int>,
-        offset: usize,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let [_, seq] = tokens.dims();
         let device = tokens.device();
-        let (cos, sin) = self.rope.tables::<B>(offset, seq, &device);
+        let offset = cache.as_deref().map_or(0, KvCache::len);
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize(self.layers.len(), None);
+        }
+        let pos = Positions::new(&self.rope, offset, seq, &device);
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(x, &cos, &sin, slot);
+            x = layer.forward(x, &pos, slot);
         }
         self.norm.forward(x)
     }
