@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use graft_llama::export::{
-    export_checkpoint, write_hf_dir, Dtype, ExportDtype, ExportOptions, HfDirFiles, Result, TensorData, TensorSource,
-    TensorSpec,
+    export_checkpoint, write_hf_dir, Dtype, ExportDtype, ExportOptions, HfDirFiles, Result,
+    TensorData, TensorSource, TensorSpec,
 };
 use graft_llama::ModelConfig;
 
@@ -36,11 +36,23 @@ struct RandomSource {
 impl TensorSource for RandomSource {
     fn specs(&self, dtype: ExportDtype) -> Vec<TensorSpec> {
         let dtype = dtype.safetensors();
-        self.specs.iter().map(|(name, shape)| TensorSpec { name: name.clone(), shape: shape.clone(), dtype }).collect()
+        self.specs
+            .iter()
+            .map(|(name, shape)| TensorSpec {
+                name: name.clone(),
+                shape: shape.clone(),
+                dtype,
+            })
+            .collect()
     }
 
     fn read(&mut self, name: &str) -> Result<TensorData<'_>> {
-        let numel: usize = self.specs.iter().find(|(n, _)| n == name).map(|(_, s)| s.iter().product()).unwrap_or(0);
+        let numel: usize = self
+            .specs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.iter().product())
+            .unwrap_or(0);
         let mut values = Vec::with_capacity(numel);
         for _ in 0..numel {
             self.state ^= self.state << 13;
@@ -54,9 +66,20 @@ impl TensorSource for RandomSource {
 
 fn generate(dir: &Path) {
     let config = ModelConfig::from_json_str(CONFIG, "bench config.json").expect("bench config");
-    let mut source = RandomSource { specs: graft_llama::hf_params(&config.llama), state: 0x9E37_79B9_7F4A_7C15 };
-    let files = HfDirFiles { config, generation_config: None, tokenizer_dir: None };
-    let options = ExportOptions { dtype: ExportDtype::F32, max_shard_size: 200_000_000, ..ExportOptions::default() };
+    let mut source = RandomSource {
+        specs: graft_llama::hf_params(&config.llama),
+        state: 0x9E37_79B9_7F4A_7C15,
+    };
+    let files = HfDirFiles {
+        config,
+        generation_config: None,
+        tokenizer_dir: None,
+    };
+    let options = ExportOptions {
+        dtype: ExportDtype::F32,
+        max_shard_size: 200_000_000,
+        ..ExportOptions::default()
+    };
     write_hf_dir(dir, &files, &mut source, &options, &mut |_, _| {}).expect("generate checkpoint");
 }
 
@@ -72,7 +95,12 @@ fn status_bytes(field: &str) -> u64 {
 
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -85,14 +113,22 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let src = tmp.path().join("src");
     let exe = std::env::current_exe().expect("current exe");
-    let status = Command::new(exe).arg("--generate-into").arg(&src).status().expect("spawn generator");
+    let status = Command::new(exe)
+        .arg("--generate-into")
+        .arg(&src)
+        .status()
+        .expect("spawn generator");
     assert!(status.success(), "generating the checkpoint failed");
-    let model_bytes = dir_bytes(&src) - std::fs::metadata(src.join("config.json")).map_or(0, |m| m.len());
+    let model_bytes =
+        dir_bytes(&src) - std::fs::metadata(src.join("config.json")).map_or(0, |m| m.len());
 
     let before = status_bytes("VmHWM");
     let start = Instant::now();
     let out = tmp.path().join("out");
-    let options = ExportOptions { dtype: ExportDtype::BF16, ..ExportOptions::default() };
+    let options = ExportOptions {
+        dtype: ExportDtype::BF16,
+        ..ExportOptions::default()
+    };
     let summary = export_checkpoint(&src, &out, &options, &mut |_, _| {}).expect("export");
     let seconds = start.elapsed().as_secs_f64();
     let peak = status_bytes("VmHWM");
@@ -102,7 +138,15 @@ fn main() {
     let mb = |b: u64| b as f64 / 1e6;
     println!("export_memory: {:.1}M parameters, f32 source {:.1} MB -> bf16 export {:.1} MB in {seconds:.2}s",
         summary.shards.total_parameters as f64 / 1e6, mb(model_bytes), mb(summary.shards.total_size));
-    println!("  peak RSS before export {:.1} MB, after {:.1} MB (growth {:.1} MB)", mb(before), mb(peak), mb(peak - before));
-    println!("  peak RSS / model size = {:.3}; peak growth / model size = {:.3}",
-        peak as f64 / model_bytes as f64, (peak - before) as f64 / model_bytes as f64);
+    println!(
+        "  peak RSS before export {:.1} MB, after {:.1} MB (growth {:.1} MB)",
+        mb(before),
+        mb(peak),
+        mb(peak - before)
+    );
+    println!(
+        "  peak RSS / model size = {:.3}; peak growth / model size = {:.3}",
+        peak as f64 / model_bytes as f64,
+        (peak - before) as f64 / model_bytes as f64
+    );
 }

@@ -31,12 +31,19 @@ fn bf16_agrees_with_pytorch_on_a_sweep_of_bit_patterns() {
     // Every 2^16-th pattern plus the ±1 neighbourhoods of the rounding boundaries, all exponents.
     let mut checked = 0u32;
     for high in 0..=0xFFFFu32 {
-        for low in [0x0000u32, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1234, 0xC000] {
+        for low in [
+            0x0000u32, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1234, 0xC000,
+        ] {
             let value = f32::from_bits((high << 16) | low);
             if value.is_nan() {
                 continue;
             }
-            assert_eq!(f32_to_bf16_bits(value), torch_bf16(value), "bits {:#010x}", value.to_bits());
+            assert_eq!(
+                f32_to_bf16_bits(value),
+                torch_bf16(value),
+                "bits {:#010x}",
+                value.to_bits()
+            );
             checked += 1;
         }
     }
@@ -45,7 +52,13 @@ fn bf16_agrees_with_pytorch_on_a_sweep_of_bit_patterns() {
 
 #[test]
 fn nan_stays_nan() {
-    for bits in [0x7FC0_0000u32, 0x7F80_0001, 0xFFC0_0000, 0x7FFF_FFFF, 0xFF80_0001] {
+    for bits in [
+        0x7FC0_0000u32,
+        0x7F80_0001,
+        0xFFC0_0000,
+        0x7FFF_FFFF,
+        0xFF80_0001,
+    ] {
         let nan = f32::from_bits(bits);
         let b = half::bf16::from_bits(f32_to_bf16_bits(nan));
         let h = half::f16::from_bits(f32_to_f16_bits(nan));
@@ -59,7 +72,10 @@ fn f16_is_round_to_nearest_even() {
     // Ties between neighbouring f16 values (spacing 2^-10 at 1.0).
     assert_eq!(f32_to_f16_bits(1.0 + 2f32.powi(-11)), 0x3C00);
     assert_eq!(f32_to_f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3C02);
-    assert_eq!(f32_to_f16_bits(1.0 + 2f32.powi(-11) + 2f32.powi(-20)), 0x3C01);
+    assert_eq!(
+        f32_to_f16_bits(1.0 + 2f32.powi(-11) + 2f32.powi(-20)),
+        0x3C01
+    );
     // 65504 is the largest f16; 65520 is the tie with 65536 (= inf) and rounds to even → inf.
     assert_eq!(f32_to_f16_bits(65504.0), 0x7BFF);
     assert_eq!(f32_to_f16_bits(65519.0), 0x7BFF);
@@ -84,7 +100,11 @@ fn f16_round_trips_every_f16_value_and_rounds_midpoints_to_even() {
         if bits & 0x7FFF < 0x7BFF && !next.is_nan() {
             let mid = (h.to_f64() + next.to_f64()) / 2.0;
             let even = if bits & 1 == 0 { bits } else { bits + 1 };
-            assert_eq!(f32_to_f16_bits(mid as f32), even, "midpoint above {bits:#06x}");
+            assert_eq!(
+                f32_to_f16_bits(mid as f32),
+                even,
+                "midpoint above {bits:#06x}"
+            );
         }
     }
 }

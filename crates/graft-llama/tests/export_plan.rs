@@ -7,7 +7,11 @@ fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
     sizes
         .iter()
         .enumerate()
-        .map(|(i, &bytes)| TensorSpec { name: format!("t{i:02}"), shape: vec![bytes / 4], dtype: Dtype::F32 })
+        .map(|(i, &bytes)| TensorSpec {
+            name: format!("t{i:02}"),
+            shape: vec![bytes / 4],
+            dtype: Dtype::F32,
+        })
         .collect()
 }
 
@@ -16,14 +20,22 @@ fn groups(sizes: &[usize], max: u64) -> Vec<Vec<usize>> {
     plan_shards(&specs(sizes), max)
         .unwrap()
         .iter()
-        .map(|s| s.tensors.iter().map(|t| t.spec.name[1..].parse().unwrap()).collect())
+        .map(|s| {
+            s.tensors
+                .iter()
+                .map(|t| t.spec.name[1..].parse().unwrap())
+                .collect()
+        })
         .collect()
 }
 
 #[test]
 fn tensors_fill_shards_in_order_like_huggingface_hub() {
     // The example from huggingface_hub's docstring: [6, 6, 2, 6, 2, 2] with limit 10.
-    assert_eq!(groups(&[24, 24, 8, 24, 8, 8], 40), vec![vec![0], vec![1, 2], vec![3, 4, 5]]);
+    assert_eq!(
+        groups(&[24, 24, 8, 24, 8, 8], 40),
+        vec![vec![0], vec![1, 2], vec![3, 4, 5]]
+    );
 }
 
 #[test]
@@ -49,18 +61,41 @@ fn file_names_and_offsets() {
     assert_eq!(one[0].data_len(), 16);
     let three = plan_shards(&specs(&[8, 8, 8]), 8).unwrap();
     let names: Vec<_> = three.iter().map(|s| s.file_name.as_str()).collect();
-    assert_eq!(names, ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]);
+    assert_eq!(
+        names,
+        [
+            "model-00001-of-00003.safetensors",
+            "model-00002-of-00003.safetensors",
+            "model-00003-of-00003.safetensors"
+        ]
+    );
 }
 
 #[test]
 fn within_a_file_tensors_are_sorted_by_dtype_then_name() {
     let mixed = vec![
-        TensorSpec { name: "b".into(), shape: vec![2], dtype: Dtype::F32 },
-        TensorSpec { name: "a".into(), shape: vec![2], dtype: Dtype::BF16 },
-        TensorSpec { name: "c".into(), shape: vec![3], dtype: Dtype::F32 },
+        TensorSpec {
+            name: "b".into(),
+            shape: vec![2],
+            dtype: Dtype::F32,
+        },
+        TensorSpec {
+            name: "a".into(),
+            shape: vec![2],
+            dtype: Dtype::BF16,
+        },
+        TensorSpec {
+            name: "c".into(),
+            shape: vec![3],
+            dtype: Dtype::F32,
+        },
     ];
     let plan = plan_shards(&mixed, 1 << 20).unwrap();
-    let order: Vec<_> = plan[0].tensors.iter().map(|t| (t.spec.name.as_str(), t.begin, t.end)).collect();
+    let order: Vec<_> = plan[0]
+        .tensors
+        .iter()
+        .map(|t| (t.spec.name.as_str(), t.begin, t.end))
+        .collect();
     assert_eq!(order, [("b", 0, 8), ("c", 8, 20), ("a", 20, 24)]);
 }
 
@@ -75,6 +110,9 @@ fn sizes_parse_like_huggingface() {
     assert_eq!(parse_size("12345").unwrap(), 12345);
     assert_eq!(parse_size(" 7 kb ").unwrap(), 7000);
     for bad in ["", "GB", "five GB", "-1GB", "0", "1TB", "nanGB"] {
-        assert!(matches!(parse_size(bad), Err(ExportError::InvalidSize { .. })), "{bad:?} accepted");
+        assert!(
+            matches!(parse_size(bad), Err(ExportError::InvalidSize { .. })),
+            "{bad:?} accepted"
+        );
     }
 }

@@ -69,7 +69,7 @@ pub fn output_dtype(source: Dtype, export: ExportDtype) -> Dtype {
 
 /// Bytes of one element, or `None` for sub-byte dtypes the exporter does not handle.
 pub fn element_size(dtype: Dtype) -> Option<usize> {
-    (dtype.bitsize() % 8 == 0 && dtype.bitsize() > 0).then(|| dtype.bitsize() / 8)
+    (dtype.bitsize().is_multiple_of(8) && dtype.bitsize() > 0).then(|| dtype.bitsize() / 8)
 }
 
 /// Converts little-endian `src` elements of dtype `from` into `to`, appending the bytes to `out`.
@@ -85,7 +85,9 @@ pub fn convert_into(from: Dtype, src: &[u8], to: Dtype, out: &mut Vec<u8>) -> bo
     if !is_convertible_float(from) || !matches!(to, Dtype::F32 | Dtype::BF16 | Dtype::F16) {
         return false;
     }
-    let Some(width) = element_size(from) else { return false };
+    let Some(width) = element_size(from) else {
+        return false;
+    };
     out.reserve(src.len() / width * element_size(to).unwrap_or(4));
     for element in src.chunks_exact(width) {
         let value = decode(from, element);
@@ -101,9 +103,15 @@ pub fn convert_into(from: Dtype, src: &[u8], to: Dtype, out: &mut Vec<u8>) -> bo
 /// Appends `values` to `out` in dtype `to` (F32, BF16 or F16; anything else returns `false`).
 pub fn encode_f32_into(values: &[f32], to: Dtype, out: &mut Vec<u8>) -> bool {
     match to {
-        Dtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        Dtype::BF16 => values.iter().for_each(|v| out.extend_from_slice(&f32_to_bf16_bits(*v).to_le_bytes())),
-        Dtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&f32_to_f16_bits(*v).to_le_bytes())),
+        Dtype::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Dtype::BF16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f32_to_bf16_bits(*v).to_le_bytes())),
+        Dtype::F16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f32_to_f16_bits(*v).to_le_bytes())),
         _ => return false,
     }
     true

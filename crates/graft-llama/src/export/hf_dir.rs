@@ -13,8 +13,13 @@ use crate::config::ModelConfig;
 use crate::Error;
 
 /// Tokenizer files copied into an export, where present.
-pub const TOKENIZER_FILES: [&str; 5] =
-    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"];
+pub const TOKENIZER_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "chat_template.jinja",
+];
 
 /// How to export.
 #[derive(Debug, Clone)]
@@ -31,7 +36,12 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { dtype: ExportDtype::BF16, max_shard_size: DEFAULT_MAX_SHARD_SIZE, force: false, tokenizer_dir: None }
+        Self {
+            dtype: ExportDtype::BF16,
+            max_shard_size: DEFAULT_MAX_SHARD_SIZE,
+            force: false,
+            tokenizer_dir: None,
+        }
     }
 }
 
@@ -70,9 +80,18 @@ pub fn export_checkpoint(
     let mut source = CheckpointSource::open(src)?;
     source.check_complete()?;
     let gen_path = src.join("generation_config.json");
-    let generation_config = if gen_path.is_file() { Some(read_json(&gen_path)?) } else { None };
-    let tokenizer_dir = find_tokenizer_dir(src, &source.config().raw, options.tokenizer_dir.as_deref())?;
-    let files = HfDirFiles { config: source.config().clone(), generation_config, tokenizer_dir };
+    let generation_config = if gen_path.is_file() {
+        Some(read_json(&gen_path)?)
+    } else {
+        None
+    };
+    let tokenizer_dir =
+        find_tokenizer_dir(src, &source.config().raw, options.tokenizer_dir.as_deref())?;
+    let files = HfDirFiles {
+        config: source.config().clone(),
+        generation_config,
+        tokenizer_dir,
+    };
     write_hf_dir(out, &files, &mut source, options, progress)
 }
 
@@ -102,15 +121,31 @@ pub fn write_hf_dir(
         None => Vec::new(),
     };
     staging.commit()?;
-    tracing::info!("exported {} tensors ({} bytes, {} file(s)) to {}", specs.len(), shards.total_size, shards.files.len(), out.display());
-    Ok(ExportSummary { out_dir: out.to_path_buf(), dtype: options.dtype, shards, tokenizer_files })
+    tracing::info!(
+        "exported {} tensors ({} bytes, {} file(s)) to {}",
+        specs.len(),
+        shards.total_size,
+        shards.files.len(),
+        out.display()
+    );
+    Ok(ExportSummary {
+        out_dir: out.to_path_buf(),
+        dtype: options.dtype,
+        shards,
+        tokenizer_files,
+    })
 }
 
 /// A `generation_config.json` as `GenerationConfig.from_model_config` writes it: bos/eos/pad ids.
 pub fn generation_config_from(config: &serde_json::Value) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     out.insert("_from_model_config".into(), true.into());
-    for key in ["bos_token_id", "eos_token_id", "pad_token_id", "transformers_version"] {
+    for key in [
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "transformers_version",
+    ] {
         match config.get(key) {
             Some(serde_json::Value::Null) | None => {}
             Some(value) => {
@@ -122,22 +157,34 @@ pub fn generation_config_from(config: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Where the tokenizer files come from (see [`export_checkpoint`]); `None` (with a warning) if nowhere.
-fn find_tokenizer_dir(src: &Path, config: &serde_json::Value, explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+fn find_tokenizer_dir(
+    src: &Path,
+    config: &serde_json::Value,
+    explicit: Option<&Path>,
+) -> Result<Option<PathBuf>> {
     if let Some(dir) = explicit {
         if has_tokenizer(dir) {
             return Ok(Some(dir.to_path_buf()));
         }
-        return Err(ExportError::NoTokenizer { dir: dir.to_path_buf() });
+        return Err(ExportError::NoTokenizer {
+            dir: dir.to_path_buf(),
+        });
     }
     if has_tokenizer(src) {
         return Ok(Some(src.to_path_buf()));
     }
-    let recorded = config.get("_name_or_path").and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let recorded = config
+        .get("_name_or_path")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty());
     if let Some(base) = recorded {
         // A local directory, or a Hub repo already in the HF cache (no network access here).
         if let Ok(dir) = crate::hub::resolve(base, None) {
             if has_tokenizer(&dir) {
-                tracing::info!("tokenizer files from the base model {base} ({})", dir.display());
+                tracing::info!(
+                    "tokenizer files from the base model {base} ({})",
+                    dir.display()
+                );
                 return Ok(Some(dir));
             }
         }
@@ -166,7 +213,9 @@ fn copy_tokenizer(from: &Path, to: &Path) -> Result<Vec<String>> {
         copied.push(name.to_string());
     }
     if copied.is_empty() {
-        return Err(ExportError::NoTokenizer { dir: from.to_path_buf() });
+        return Err(ExportError::NoTokenizer {
+            dir: from.to_path_buf(),
+        });
     }
     Ok(copied)
 }

@@ -24,14 +24,19 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 pub use dtype::{f32_to_bf16_bits, f32_to_f16_bits, ExportDtype};
-pub use hf_dir::{export_checkpoint, generation_config_from, write_hf_dir, ExportOptions, ExportSummary, HfDirFiles, TOKENIZER_FILES};
+pub use hf_dir::{
+    export_checkpoint, generation_config_from, write_hf_dir, ExportOptions, ExportSummary,
+    HfDirFiles, TOKENIZER_FILES,
+};
 pub use model_source::ModelSource;
-pub use plan::{parse_size, plan_shards, shard_file_name, ShardLayout, DEFAULT_MAX_SHARD_SIZE, INDEX_FILE, SINGLE_FILE};
+pub use plan::{
+    parse_size, plan_shards, shard_file_name, ShardLayout, DEFAULT_MAX_SHARD_SIZE, INDEX_FILE,
+    SINGLE_FILE,
+};
 pub use safetensors::Dtype;
 pub use source::{llama_tensor_order, CheckpointSource};
 pub use staging::StagingDir;
 pub use writer::{ShardWriter, WrittenShards};
-
 
 /// Everything that can go wrong while exporting.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +109,10 @@ pub enum TensorData<'a> {
     /// Little-endian bytes of `dtype` in row-major order, in consecutive pieces of whole elements.
     /// The writer converts and writes each piece before asking for the next, so a source can
     /// free a piece once the next one is requested (a memory-mapped shard drops its pages).
-    Stream { dtype: Dtype, chunks: ChunkStream<'a> },
+    Stream {
+        dtype: Dtype,
+        chunks: ChunkStream<'a>,
+    },
 }
 
 /// The pieces of a [`TensorData::Stream`].
@@ -114,7 +122,9 @@ impl std::fmt::Debug for TensorData<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TensorData::F32(v) => write!(f, "F32({} values)", v.len()),
-            TensorData::Bytes { dtype, bytes } => write!(f, "Bytes({dtype}, {} bytes)", bytes.len()),
+            TensorData::Bytes { dtype, bytes } => {
+                write!(f, "Bytes({dtype}, {} bytes)", bytes.len())
+            }
             TensorData::Stream { dtype, .. } => write!(f, "Stream({dtype})"),
         }
     }
@@ -130,11 +140,20 @@ impl TensorData<'_> {
             B::F16 => Dtype::F16,
             B::F64 => Dtype::F64,
             other => {
-                return Err(ExportError::UnsupportedDtype { tensor: name.to_string(), dtype: format!("{other:?}") })
+                return Err(ExportError::UnsupportedDtype {
+                    tensor: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
             }
         };
-        let bytes = data.into_bytes().try_into_vec::<u8>().unwrap_or_else(|shared| shared.to_vec());
-        Ok(TensorData::Bytes { dtype, bytes: Cow::Owned(bytes) })
+        let bytes = data
+            .into_bytes()
+            .try_into_vec::<u8>()
+            .unwrap_or_else(|shared| shared.to_vec());
+        Ok(TensorData::Bytes {
+            dtype,
+            bytes: Cow::Owned(bytes),
+        })
     }
 }
 

@@ -24,7 +24,11 @@ impl<B: Backend> TensorSource for ModelSource<'_, B> {
     fn specs(&self, dtype: ExportDtype) -> Vec<TensorSpec> {
         hf_params(self.model.config())
             .into_iter()
-            .map(|(name, shape)| TensorSpec { name, shape, dtype: dtype.safetensors() })
+            .map(|(name, shape)| TensorSpec {
+                name,
+                shape,
+                dtype: dtype.safetensors(),
+            })
             .collect()
     }
 

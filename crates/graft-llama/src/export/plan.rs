@@ -82,7 +82,11 @@ fn layout(file_name: String, mut group: Vec<TensorSpec>) -> Result<ShardLayout> 
     let mut tensors = Vec::with_capacity(group.len());
     for spec in group {
         let end = offset + spec.byte_len()?;
-        tensors.push(PlacedTensor { spec, begin: offset, end });
+        tensors.push(PlacedTensor {
+            spec,
+            begin: offset,
+            end,
+        });
         offset = end;
     }
     Ok(ShardLayout { file_name, tensors })
@@ -92,7 +96,10 @@ fn layout(file_name: String, mut group: Vec<TensorSpec>) -> Result<ShardLayout> 
 /// with a unit: `KB`/`MB`/`GB` are powers of 1000, `KiB`/`MiB`/`GiB` powers of 1024 (case-insensitive).
 /// Fractions are allowed (`1.5GB`).
 pub fn parse_size(text: &str) -> Result<u64> {
-    let invalid = |message: &str| ExportError::InvalidSize { text: text.to_string(), message: message.to_string() };
+    let invalid = |message: &str| ExportError::InvalidSize {
+        text: text.to_string(),
+        message: message.to_string(),
+    };
     let trimmed = text.trim();
     let upper = trimmed.to_ascii_uppercase();
     const UNITS: [(&str, u64); 7] = [
@@ -108,7 +115,9 @@ pub fn parse_size(text: &str) -> Result<u64> {
         .iter()
         .find_map(|(unit, scale)| upper.strip_suffix(unit).map(|n| (n.trim(), *scale)))
         .unwrap_or((upper.as_str(), 1));
-    let value: f64 = number.parse().map_err(|_| invalid("not a number followed by KB, MB, GB, KiB, MiB or GiB"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| invalid("not a number followed by KB, MB, GB, KiB, MiB or GiB"))?;
     if !value.is_finite() || value <= 0.0 {
         return Err(invalid("the size must be positive"));
     }
@@ -121,10 +130,15 @@ pub fn parse_size(text: &str) -> Result<u64> {
 
 /// Bytes of a tensor of `shape` in `dtype`.
 pub fn byte_len(name: &str, dtype: Dtype, shape: &[usize]) -> Result<u64> {
-    let width = super::dtype::element_size(dtype)
-        .ok_or_else(|| ExportError::UnsupportedDtype { tensor: name.to_string(), dtype: dtype.to_string() })?;
+    let width = super::dtype::element_size(dtype).ok_or_else(|| ExportError::UnsupportedDtype {
+        tensor: name.to_string(),
+        dtype: dtype.to_string(),
+    })?;
     shape
         .iter()
         .try_fold(width as u64, |acc, &d| acc.checked_mul(d as u64))
-        .ok_or_else(|| ExportError::Shape { tensor: name.to_string(), message: format!("shape {shape:?} is too large") })
+        .ok_or_else(|| ExportError::Shape {
+            tensor: name.to_string(),
+            message: format!("shape {shape:?} is too large"),
+        })
 }

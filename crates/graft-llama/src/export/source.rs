@@ -50,13 +50,24 @@ impl CheckpointSource {
             for tensor in shard_tensors(&path, &map, shard)? {
                 if by_name.insert(tensor.name.clone(), tensors.len()).is_some() {
                     let name = format!("{} (a second copy)", tensor.name);
-                    return Err(Error::UnexpectedTensor { path, tensor: name, shape: tensor.shape }.into());
+                    return Err(Error::UnexpectedTensor {
+                        path,
+                        tensor: name,
+                        shape: tensor.shape,
+                    }
+                    .into());
                 }
                 tensors.push(tensor);
             }
             maps.push((path, map));
         }
-        Ok(Self { dir: dir.to_path_buf(), config, maps, tensors, by_name })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            maps,
+            tensors,
+            by_name,
+        })
     }
 
     /// The directory this source reads.
@@ -84,9 +95,16 @@ impl CheckpointSource {
         if self.tie_word_embeddings() || self.by_name.contains_key("lm_head.weight") {
             return Ok(());
         }
-        let expected = self.by_name.get("model.embed_tokens.weight").map(|&i| self.tensors[i].shape.clone());
-        Err(Error::MissingTensor { dir: self.dir.clone(), tensor: "lm_head.weight".into(), expected: expected.unwrap_or_default() }
-            .into())
+        let expected = self
+            .by_name
+            .get("model.embed_tokens.weight")
+            .map(|&i| self.tensors[i].shape.clone());
+        Err(Error::MissingTensor {
+            dir: self.dir.clone(),
+            tensor: "lm_head.weight".into(),
+            expected: expected.unwrap_or_default(),
+        }
+        .into())
     }
 }
 
@@ -98,7 +116,11 @@ impl TensorSource for CheckpointSource {
             .filter(|name| !(tied && name == "lm_head.weight"))
             .map(|name| {
                 let t = &self.tensors[self.by_name[&name]];
-                TensorSpec { name, shape: t.shape.clone(), dtype: output_dtype(t.dtype, dtype) }
+                TensorSpec {
+                    name,
+                    shape: t.shape.clone(),
+                    dtype: output_dtype(t.dtype, dtype),
+                }
             })
             .collect()
     }
@@ -110,8 +132,16 @@ impl TensorSource for CheckpointSource {
             expected: Vec::new(),
         })?;
         let t = &self.tensors[i];
-        let chunks = MappedChunks { map: &self.maps[t.shard].1, pos: t.start, end: t.start, stop: t.end };
-        Ok(TensorData::Stream { dtype: t.dtype, chunks: Box::new(chunks) })
+        let chunks = MappedChunks {
+            map: &self.maps[t.shard].1,
+            pos: t.start,
+            end: t.start,
+            stop: t.end,
+        };
+        Ok(TensorData::Stream {
+            dtype: t.dtype,
+            chunks: Box::new(chunks),
+        })
     }
 }
 
@@ -182,7 +212,10 @@ pub fn llama_tensor_order(names: impl IntoIterator<Item = String>) -> Vec<String
         if let Some(rest) = name.strip_prefix("model.layers.") {
             if let Some((layer, rest)) = rest.split_once('.') {
                 if let Ok(layer) = layer.parse::<usize>() {
-                    let part = LAYER_PARTS.iter().position(|p| rest.starts_with(&format!("{p}."))).unwrap_or(LAYER_PARTS.len());
+                    let part = LAYER_PARTS
+                        .iter()
+                        .position(|p| rest.starts_with(&format!("{p}.")))
+                        .unwrap_or(LAYER_PARTS.len());
                     return (1, layer, part, suffix(rest));
                 }
             }
@@ -201,8 +234,11 @@ pub fn llama_tensor_order(names: impl IntoIterator<Item = String>) -> Vec<String
 
 /// The tensors of one mapped shard, with absolute byte ranges.
 fn shard_tensors(path: &Path, map: &Mmap, shard: usize) -> Result<Vec<SourceTensor>> {
-    let (header_len, metadata) = SafeTensors::read_metadata(map)
-        .map_err(|e| Error::Safetensors { path: path.to_path_buf(), message: e.to_string() })?;
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(map).map_err(|e| Error::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let data_start = 8 + header_len;
     let tensors = metadata
         .tensors()
@@ -210,7 +246,14 @@ fn shard_tensors(path: &Path, map: &Mmap, shard: usize) -> Result<Vec<SourceTens
         .map(|(name, info)| {
             let (begin, end) = info.data_offsets;
             let (dtype, shape) = (info.dtype, info.shape.clone());
-            SourceTensor { name, dtype, shape, shard, start: data_start + begin, end: data_start + end }
+            SourceTensor {
+                name,
+                dtype,
+                shape,
+                shard,
+                start: data_start + begin,
+                end: data_start + end,
+            }
         })
         .collect();
     Ok(tensors)
@@ -229,5 +272,11 @@ fn map_file(path: &Path) -> Result<Mmap> {
 /// Reads and parses a JSON file, naming it in any error.
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), message: e.to_string() }.into())
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+        .into()
+    })
 }

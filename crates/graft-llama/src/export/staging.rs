@@ -30,7 +30,12 @@ impl StagingDir {
             fs::remove_dir_all(&staging).map_err(|e| ExportError::io(&staging, e))?;
         }
         fs::create_dir(&staging).map_err(|e| ExportError::io(&staging, e))?;
-        Ok(Self { target: target.to_path_buf(), staging, force, committed: false })
+        Ok(Self {
+            target: target.to_path_buf(),
+            staging,
+            force,
+            committed: false,
+        })
     }
 
     /// The directory to write into.
@@ -75,7 +80,10 @@ impl Drop for StagingDir {
     fn drop(&mut self) {
         if !self.committed {
             if let Err(e) = fs::remove_dir_all(&self.staging) {
-                tracing::warn!("could not remove the unfinished export {}: {e}", self.staging.display());
+                tracing::warn!(
+                    "could not remove the unfinished export {}: {e}",
+                    self.staging.display()
+                );
             }
         }
     }
@@ -84,7 +92,10 @@ impl Drop for StagingDir {
 /// The parent directory (`.` for a bare name) and the final component of `target`.
 fn split_target(target: &Path) -> Result<(PathBuf, String)> {
     let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-        let error = io::Error::new(io::ErrorKind::InvalidInput, "the output path must end in a directory name");
+        let error = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the output path must end in a directory name",
+        );
         ExportError::io(target, error)
     })?;
     let parent = match target.parent() {
@@ -102,12 +113,17 @@ fn check_target(target: &Path, force: bool) -> Result<()> {
         Err(e) => return Err(ExportError::io(target, e)),
     };
     if !meta.is_dir() {
-        let error = io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory");
+        let error = io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        );
         return Err(ExportError::io(target, error));
     }
     let mut entries = fs::read_dir(target).map_err(|e| ExportError::io(target, e))?;
     if entries.next().is_some() && !force {
-        return Err(ExportError::OutDirNotEmpty { path: target.to_path_buf() });
+        return Err(ExportError::OutDirNotEmpty {
+            path: target.to_path_buf(),
+        });
     }
     Ok(())
 }

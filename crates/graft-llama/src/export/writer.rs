@@ -57,12 +57,20 @@ impl ShardWriter {
             for (t, placed) in layout.tensors.iter().enumerate() {
                 if slots.insert(placed.spec.name.clone(), (s, t)).is_some() {
                     let message = "appears twice in the export plan".to_string();
-                    return Err(ExportError::Plan { tensor: placed.spec.name.clone(), message });
+                    return Err(ExportError::Plan {
+                        tensor: placed.spec.name.clone(),
+                        message,
+                    });
                 }
             }
             shards.push(open_shard(dir, layout)?);
         }
-        Ok(Self { dir: dir.to_path_buf(), shards, slots, scratch: Vec::new() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            shards,
+            slots,
+            scratch: Vec::new(),
+        })
     }
 
     /// The shard layouts (file names and tensors in file order).
@@ -72,8 +80,14 @@ impl ShardWriter {
 
     /// Writes the data of tensor `name`, converting it to the planned dtype.
     pub fn write(&mut self, name: &str, data: TensorData<'_>) -> Result<()> {
-        let plan_error = |message: &str| ExportError::Plan { tensor: name.to_string(), message: message.to_string() };
-        let &(s, t) = self.slots.get(name).ok_or_else(|| plan_error("is not in the export plan"))?;
+        let plan_error = |message: &str| ExportError::Plan {
+            tensor: name.to_string(),
+            message: message.to_string(),
+        };
+        let &(s, t) = self
+            .slots
+            .get(name)
+            .ok_or_else(|| plan_error("is not in the export plan"))?;
         let shard = &mut self.shards[s];
         if shard.written[t] {
             return Err(plan_error("was written twice"));
@@ -95,20 +109,29 @@ impl ShardWriter {
                 }
             }
             TensorData::Bytes { dtype, bytes } => {
-                let width = element_size(dtype).ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
+                let width = element_size(dtype)
+                    .ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
                 check_len(spec, bytes.len(), numel * width, "bytes")?;
                 for chunk in bytes.chunks(CHUNK_ELEMENTS * width) {
                     pos += convert_chunk(shard, spec, dtype, chunk, &mut self.scratch)?;
                 }
             }
             TensorData::Stream { dtype, chunks } => {
-                let width = element_size(dtype).ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
+                let width = element_size(dtype)
+                    .ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
                 let mut seen = 0usize;
                 for chunk in chunks {
                     let chunk = chunk?;
                     seen += chunk.len();
                     if chunk.len() % width != 0 || seen > numel * width {
-                        return Err(ExportError::Shape { tensor: spec.name.clone(), message: format!("stream piece of {} bytes does not fit shape {:?}", chunk.len(), spec.shape) });
+                        return Err(ExportError::Shape {
+                            tensor: spec.name.clone(),
+                            message: format!(
+                                "stream piece of {} bytes does not fit shape {:?}",
+                                chunk.len(),
+                                spec.shape
+                            ),
+                        });
                     }
                     pos += convert_chunk(shard, spec, dtype, &chunk, &mut self.scratch)?;
                 }
@@ -122,10 +145,18 @@ impl ShardWriter {
 
     /// Pulls every planned tensor from `source`, shard by shard in file order, and writes it.
     /// `progress(done, total)` is called in bytes of tensor data after each tensor.
-    pub fn write_all_from(&mut self, source: &mut dyn TensorSource, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    pub fn write_all_from(
+        &mut self,
+        source: &mut dyn TensorSource,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
         let order: Vec<(String, u64)> = self
             .layouts()
-            .flat_map(|l| l.tensors.iter().map(|t| (t.spec.name.clone(), t.end - t.begin)))
+            .flat_map(|l| {
+                l.tensors
+                    .iter()
+                    .map(|t| (t.spec.name.clone(), t.end - t.begin))
+            })
             .collect();
         let total = order.iter().map(|(_, bytes)| bytes).sum();
         let mut done = 0;
@@ -146,15 +177,25 @@ impl ShardWriter {
             for (placed, done) in shard.layout.tensors.iter().zip(&shard.written) {
                 if !*done {
                     let message = "was planned but never written".to_string();
-                    return Err(ExportError::Plan { tensor: placed.spec.name.clone(), message });
+                    return Err(ExportError::Plan {
+                        tensor: placed.spec.name.clone(),
+                        message,
+                    });
                 }
                 weight_map.insert(placed.spec.name.clone(), shard.layout.file_name.clone());
                 total_size += placed.end - placed.begin;
                 total_parameters += placed.spec.numel();
             }
-            shard.file.sync_all().map_err(|e| ExportError::io(&shard.path, e))?;
+            shard
+                .file
+                .sync_all()
+                .map_err(|e| ExportError::io(&shard.path, e))?;
         }
-        let files: Vec<String> = self.shards.iter().map(|s| s.layout.file_name.clone()).collect();
+        let files: Vec<String> = self
+            .shards
+            .iter()
+            .map(|s| s.layout.file_name.clone())
+            .collect();
         let index_written = files.len() > 1;
         if index_written {
             let index = serde_json::json!({
@@ -163,7 +204,12 @@ impl ShardWriter {
             });
             write_json_file(&self.dir.join(INDEX_FILE), &index)?;
         }
-        Ok(WrittenShards { files, total_size, total_parameters, index_written })
+        Ok(WrittenShards {
+            files,
+            total_size,
+            total_parameters,
+            index_written,
+        })
     }
 }
 
@@ -179,11 +225,19 @@ fn open_shard(dir: &Path, layout: ShardLayout) -> Result<OpenShard> {
     let mut head = Vec::with_capacity(8 + header.len());
     head.extend_from_slice(&(header.len() as u64).to_le_bytes());
     head.extend_from_slice(&header);
-    file.write_all(&head).map_err(|e| ExportError::io(&path, e))?;
+    file.write_all(&head)
+        .map_err(|e| ExportError::io(&path, e))?;
     let data_start = head.len() as u64;
-    file.set_len(data_start + layout.data_len()).map_err(|e| ExportError::io(&path, e))?;
+    file.set_len(data_start + layout.data_len())
+        .map_err(|e| ExportError::io(&path, e))?;
     let written = vec![false; layout.tensors.len()];
-    Ok(OpenShard { layout, path, file, data_start, written })
+    Ok(OpenShard {
+        layout,
+        path,
+        file,
+        data_start,
+        written,
+    })
 }
 
 /// The JSON header of a shard, space-padded to a multiple of 8 bytes, exactly as `safetensors` writes it.
@@ -209,7 +263,8 @@ pub(crate) fn header_bytes(layout: &ShardLayout) -> Vec<u8> {
 
 /// Writes pretty JSON (2-space indent, trailing newline, as HF does) to `path` and fsyncs it.
 pub(crate) fn write_json_file(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| ExportError::io(path, e.into()))?;
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| ExportError::io(path, e.into()))?;
     text.push('\n');
     write_file_synced(path, text.as_bytes())
 }
@@ -217,21 +272,31 @@ pub(crate) fn write_json_file(path: &Path, value: &serde_json::Value) -> Result<
 /// Writes `bytes` to a new file at `path` and fsyncs it.
 pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(path).map_err(|e| ExportError::io(path, e))?;
-    file.write_all(bytes).map_err(|e| ExportError::io(path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| ExportError::io(path, e))?;
     file.sync_all().map_err(|e| ExportError::io(path, e))
 }
 
 fn seek(file: &mut File, path: &Path, pos: u64) -> Result<()> {
-    file.seek(SeekFrom::Start(pos)).map(|_| ()).map_err(|e| ExportError::io(path, e))
+    file.seek(SeekFrom::Start(pos))
+        .map(|_| ())
+        .map_err(|e| ExportError::io(path, e))
 }
 
 fn write_chunk(file: &mut File, path: &Path, bytes: &[u8]) -> Result<u64> {
-    file.write_all(bytes).map_err(|e| ExportError::io(path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| ExportError::io(path, e))?;
     Ok(bytes.len() as u64)
 }
 
 /// Converts one piece of source bytes to the planned dtype and appends it to the shard file.
-fn convert_chunk(shard: &mut OpenShard, spec: &TensorSpec, dtype: Dtype, chunk: &[u8], scratch: &mut Vec<u8>) -> Result<u64> {
+fn convert_chunk(
+    shard: &mut OpenShard,
+    spec: &TensorSpec,
+    dtype: Dtype,
+    chunk: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<u64> {
     scratch.clear();
     if !convert_into(dtype, chunk, spec.dtype, scratch) {
         return Err(conversion_error(spec, &dtype.to_string()));
@@ -243,10 +308,19 @@ fn check_len(spec: &TensorSpec, actual: usize, expected: usize, unit: &str) -> R
     if actual == expected {
         return Ok(());
     }
-    let message = format!("got {actual} {unit}, expected {expected} for shape {:?}", spec.shape);
-    Err(ExportError::Shape { tensor: spec.name.clone(), message })
+    let message = format!(
+        "got {actual} {unit}, expected {expected} for shape {:?}",
+        spec.shape
+    );
+    Err(ExportError::Shape {
+        tensor: spec.name.clone(),
+        message,
+    })
 }
 
 fn conversion_error(spec: &TensorSpec, from: &str) -> ExportError {
-    ExportError::UnsupportedDtype { tensor: spec.name.clone(), dtype: format!("{from} (cannot convert to {})", spec.dtype) }
+    ExportError::UnsupportedDtype {
+        tensor: spec.name.clone(),
+        dtype: format!("{from} (cannot convert to {})", spec.dtype),
+    }
 }

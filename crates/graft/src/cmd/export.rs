@@ -34,11 +34,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let max_shard_size = parse_size(&args.max_shard_size)?;
     let src = graft_llama::hub::resolve(&args.checkpoint, args.revision.as_deref())?;
-    let options = ExportOptions { dtype: args.dtype, max_shard_size, force: args.force, tokenizer_dir: args.tokenizer };
+    let options = ExportOptions {
+        dtype: args.dtype,
+        max_shard_size,
+        force: args.force,
+        tokenizer_dir: args.tokenizer,
+    };
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})")
-            .context("progress bar template")?
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})",
+        )
+        .context("progress bar template")?
+        .progress_chars("=> "),
     );
     bar.set_message("exporting");
     let mut progress = |done: u64, total: u64| {
@@ -55,8 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.shards.total_parameters as f64 / 1e6,
         human_bytes(summary.shards.total_size),
         summary.shards.files.len(),
-        if summary.shards.files.len() == 1 { "" } else { "s" },
-        if summary.tokenizer_files.is_empty() { ", no tokenizer".to_string() } else { format!(", tokenizer: {}", summary.tokenizer_files.join(" ")) },
+        if summary.shards.files.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        if summary.tokenizer_files.is_empty() {
+            ", no tokenizer".to_string()
+        } else {
+            format!(", tokenizer: {}", summary.tokenizer_files.join(" "))
+        },
         args.out_dir.display()
     );
     Ok(())
