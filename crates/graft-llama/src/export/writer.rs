@@ -96,48 +96,7 @@ impl ShardWriter {
         let spec = &placed.spec;
         let mut pos = shard.data_start + placed.begin;
         seek(&mut shard.file, &shard.path, pos)?;
-        let numel = spec.numel() as usize;
-        match data {
-            TensorData::F32(values) => {
-                check_len(spec, values.len(), numel, "values")?;
-                for chunk in values.chunks(CHUNK_ELEMENTS) {
-                    self.scratch.clear();
-                    if !encode_f32_into(chunk, spec.dtype, &mut self.scratch) {
-                        return Err(conversion_error(spec, "F32"));
-                    }
-                    pos += write_chunk(&mut shard.file, &shard.path, &self.scratch)?;
-                }
-            }
-            TensorData::Bytes { dtype, bytes } => {
-                let width = element_size(dtype)
-                    .ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
-                check_len(spec, bytes.len(), numel * width, "bytes")?;
-                for chunk in bytes.chunks(CHUNK_ELEMENTS * width) {
-                    pos += convert_chunk(shard, spec, dtype, chunk, &mut self.scratch)?;
-                }
-            }
-            TensorData::Stream { dtype, chunks } => {
-                let width = element_size(dtype)
-                    .ok_or_else(|| conversion_error(spec, &dtype.to_string()))?;
-                let mut seen = 0usize;
-                for chunk in chunks {
-                    let chunk = chunk?;
-                    seen += chunk.len();
-                    if chunk.len() % width != 0 || seen > numel * width {
-                        return Err(ExportError::Shape {
-                            tensor: spec.name.clone(),
-                            message: format!(
-                                "stream piece of {} bytes does not fit shape {:?}",
-                                chunk.len(),
-                                spec.shape
-                            ),
-                        });
-                    }
-                    pos += convert_chunk(shard, spec, dtype, &chunk, &mut self.scratch)?;
-                }
-                check_len(spec, seen, numel * width, "bytes")?;
-            }
-        }
+        pos += write_data(shard, spec, data, &mut self.scratch)?;
         debug_assert_eq!(pos, shard.data_start + placed.end);
         shard.written[t] = true;
         Ok(())
@@ -287,6 +246,63 @@ fn write_chunk(file: &mut File, path: &Path, bytes: &[u8]) -> Result<u64> {
     file.write_all(bytes)
         .map_err(|e| ExportError::io(path, e))?;
     Ok(bytes.len() as u64)
+}
+
+/// Converts `data` to the planned dtype piece by piece and writes it at the file's current
+/// position; returns the bytes written.
+fn write_data(
+    shard: &mut OpenShard,
+    spec: &TensorSpec,
+    data: TensorData<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<u64> {
+    let numel = spec.numel() as usize;
+    let mut written = 0;
+    match data {
+        TensorData::F32(values) => {
+            check_len(spec, values.len(), numel, "values")?;
+            for chunk in values.chunks(CHUNK_ELEMENTS) {
+                scratch.clear();
+                if !encode_f32_into(chunk, spec.dtype, scratch) {
+                    return Err(conversion_error(spec, "F32"));
+                }
+                written += write_chunk(&mut shard.file, &shard.path, scratch)?;
+            }
+        }
+        TensorData::Bytes { dtype, bytes } => {
+            let width = width_of(spec, dtype)?;
+            check_len(spec, bytes.len(), numel * width, "bytes")?;
+            for chunk in bytes.chunks(CHUNK_ELEMENTS * width) {
+                written += convert_chunk(shard, spec, dtype, chunk, scratch)?;
+            }
+        }
+        TensorData::Stream { dtype, chunks } => {
+            let width = width_of(spec, dtype)?;
+            let mut seen = 0usize;
+            for chunk in chunks {
+                let chunk = chunk?;
+                seen += chunk.len();
+                if chunk.len() % width != 0 || seen > numel * width {
+                    let message = format!(
+                        "stream piece of {} bytes does not fit shape {:?}",
+                        chunk.len(),
+                        spec.shape
+                    );
+                    return Err(ExportError::Shape {
+                        tensor: spec.name.clone(),
+                        message,
+                    });
+                }
+                written += convert_chunk(shard, spec, dtype, &chunk, scratch)?;
+            }
+            check_len(spec, seen, numel * width, "bytes")?;
+        }
+    }
+    Ok(written)
+}
+
+fn width_of(spec: &TensorSpec, dtype: Dtype) -> Result<usize> {
+    element_size(dtype).ok_or_else(|| conversion_error(spec, &dtype.to_string()))
 }
 
 /// Converts one piece of source bytes to the planned dtype and appends it to the shard file.
