@@ -7,6 +7,11 @@
 //!                                                      ▼
 //!                                     forward(tokens) → logits → causal_lm_loss
 //! ```
+//!
+//! Entry points: [`hub::resolve`] (local dir or cached Hub repo) / [`hub::download`], [`load()`]
+//! (config + weights → model), [`Llama::forward`] / [`Llama::forward_cached`], [`causal_lm_loss`],
+//! the key map ([`param_keys`], [`Llama::param`], [`Llama::set_param`], [`Llama::grad`]) and
+//! [`memory`] for size reports.
 
 pub mod attention;
 pub mod config;
@@ -28,6 +33,7 @@ pub use error::{Error, Result};
 pub use keymap::{hf_params, param_keys, LayerParam, ParamKey, ParamKind, ParamTensor};
 pub use load::{load, load_weights, weight_files, WeightFiles};
 pub use loss::{causal_lm_loss, causal_lm_loss_sum, IGNORE_INDEX};
+pub use memory::{DTypeSize, MemoryEstimate, ParamCounts};
 pub use model::{DecoderLayer, KvCache, Llama};
 pub use proj::{Proj, ProjConfig};
 pub use rope::Llama3Scaling;
