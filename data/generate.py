@@ -167,8 +167,8 @@ def general(i):
 
 
 def main():
-    write_augmented("biomedicine", biomed_example, 120, 2)
-    write_augmented("finance", finance_example, 120, 2)
+    write_augmented("biomedicine", biomed_example, 180, 2)
+    write_augmented("finance", finance_example, 180, 2)
     (ROOT / "general").mkdir(exist_ok=True)
     with open(ROOT / "general" / "general-00.jsonl", "w") as out:
         for i in range(800):
