@@ -141,7 +141,7 @@ impl CheckpointDir {
         for entry in entries {
             let entry = entry.map_err(|e| TrainError::io("listing", &self.root, e))?;
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.ends_with(".tmp") {
+            if name.ends_with(".tmp") || (name.starts_with('.') && name.contains(".tmp-")) {
                 let path = entry.path();
                 tracing::warn!(path = %path.display(), "removing incomplete checkpoint");
                 let res = if path.is_dir() && !path.is_symlink() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };

@@ -10,14 +10,18 @@ pub mod overrides;
 pub mod recipe;
 pub mod optim_state;
 pub mod schedule;
+pub mod source;
 pub mod state;
+pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointDir};
 pub use error::{Result, TrainError};
 pub use optim::{AdamW, AdamWConfig, ParamState};
 pub use recipe::{Method, ModelDtype, Recipe};
 pub use schedule::WarmupCosine;
+pub use source::{BatchSource, TokenBatch, VecSource};
 pub use state::{RngState, TrainingState};
+pub use trainer::{StepReport, TrainConfig, Trainer};
 
 #[cfg(test)]
 mod optim_tests;

@@ -1,0 +1,188 @@
+//! The training loop: micro-batches → loss/grad_accum → backward → accumulate → global-norm clip
+//! → AdamW with the warmup-cosine lr → log → checkpoint; and resume from the latest checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use graft_llama::export::{ExportDtype, ExportOptions, HfDirFiles, ModelSource};
+use graft_llama::{Llama, ModelConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{Checkpoint, CheckpointDir};
+use crate::clip::{clip_global_norm, global_grad_norm};
+use crate::error::{Result, TrainError};
+use crate::logging::ScalarLogger;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
+use crate::recipe::{ModelDtype, Recipe};
+use crate::schedule::WarmupCosine;
+use crate::source::{BatchSource, TokenBatch};
+use crate::state::{RngState, STATE_VERSION, TrainingState};
+
+/// Loop settings, usually taken from a [`Recipe`].
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Optimizer steps in the whole run.
+    pub steps: u64,
+    /// Micro-batches per step.
+    pub grad_accum: usize,
+    /// Expected micro-batch shape `[batch, seq]`.
+    pub micro_batch: [usize; 2],
+    /// Learning-rate schedule.
+    pub schedule: WarmupCosine,
+    /// AdamW hyperparameters.
+    pub adamw: AdamWConfig,
+    /// Global-norm clip (0: no clipping).
+    pub clip_norm: f64,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub save_every: u64,
+    /// Checkpoints to keep (0: all).
+    pub keep_last: usize,
+    /// Log scalars every this many steps.
+    pub log_every: u64,
+    /// Stop after this many non-finite steps in a row.
+    pub max_nonfinite_steps: u32,
+    /// Seed of the training RNG.
+    pub seed: u64,
+    /// Weight dtype of checkpoints (f32 keeps f32 training bit-exact across resume).
+    pub checkpoint_dtype: ExportDtype,
+}
+
+impl TrainConfig {
+    /// The loop settings of `recipe`.
+    pub fn from_recipe(recipe: &Recipe) -> Self {
+        let t = &recipe.train;
+        let steps = recipe.total_steps();
+        Self {
+            steps,
+            grad_accum: t.grad_accum,
+            micro_batch: [t.micro_batch_size, recipe.data.seq_len],
+            schedule: WarmupCosine { peak: t.lr, min_lr_ratio: t.min_lr_ratio, warmup_steps: t.warmup_steps, total_steps: steps },
+            adamw: AdamWConfig { beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weight_decay: t.weight_decay },
+            clip_norm: t.clip_norm,
+            save_every: t.save_every,
+            keep_last: t.keep_last,
+            log_every: t.log_every,
+            max_nonfinite_steps: t.max_nonfinite_steps,
+            seed: t.seed,
+            checkpoint_dtype: match recipe.model.dtype {
+                ModelDtype::F32 => ExportDtype::F32,
+                ModelDtype::Bf16 => ExportDtype::BF16,
+                ModelDtype::F16 => ExportDtype::F16,
+            },
+        }
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// 1-based step number.
+    pub step: u64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Σ over micro-batches of loss / grad_accum.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// True when the step was skipped for a non-finite loss or norm.
+    pub skipped: bool,
+}
+
+/// The custom training loop over a [`Llama`] model.
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    model: Option<Llama<B>>,
+    model_config: ModelConfig,
+    tokenizer_dir: Option<PathBuf>,
+    optim: AdamW<B::InnerBackend>,
+    state: TrainingState,
+    rng: ChaCha8Rng,
+    checkpoints: Option<CheckpointDir>,
+    logger: Option<Box<dyn ScalarLogger>>,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A trainer for `model` (described by `model_config`, used when saving checkpoints).
+    pub fn new(model: Llama<B>, model_config: ModelConfig, config: TrainConfig, device: B::Device) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let state = TrainingState {
+            version: STATE_VERSION,
+            step: 0,
+            lr_step: 0,
+            tokens_seen: 0,
+            tokens_per_source: Default::default(),
+            consecutive_nonfinite: 0,
+            total_nonfinite: 0,
+            data_cursor: serde_json::Value::Null,
+            rng: RngState::capture(&rng),
+        };
+        let optim = AdamW::new(config.adamw);
+        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device }
+    }
+
+    /// Save checkpoints under `<run_dir>/checkpoints`.
+    pub fn with_run_dir(mut self, run_dir: &Path) -> Result<Self> {
+        self.checkpoints = Some(CheckpointDir::new(run_dir)?);
+        Ok(self)
+    }
+
+    /// Send scalars to `logger`.
+    pub fn with_logger(mut self, logger: Box<dyn ScalarLogger>) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// Copy tokenizer files from `dir` into every checkpoint.
+    pub fn with_tokenizer_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.tokenizer_dir = dir;
+        self
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Llama<B> {
+        self.model.as_ref().expect("model is present between steps")
+    }
+
+    /// The training state (step, tokens, counters).
+    pub fn state(&self) -> &TrainingState {
+        &self.state
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optim
+    }
+
+    /// The training RNG (for dropout and the like); saved in checkpoints.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Train until `config.steps`, checkpointing every `save_every` steps and at the end (when a
+    /// run directory is set).
+    pub fn run(&mut self, data: &mut dyn BatchSource) -> Result<Vec<StepReport>> {
+        let mut reports = Vec::new();
+        let mut last_log = (Instant::now(), self.state.tokens_seen);
+        while self.state.step < self.config.steps {
+            let report = self.train_step(data)?;
+            if report.step % self.config.log_every == 0 || report.step == self.config.steps {
+                self.log(&report, data, &mut last_log)?;
+            }
+            let save = self.config.save_every > 0 && report.step % self.config.save_every == 0;
+            if self.checkpoints.is_some() && (save || report.step == self.config.steps) {
+                self.save_checkpoint(data)?;
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+#[path = "trainer_step.rs"]
+mod step;
