@@ -33,12 +33,11 @@ fn main() {
 
     // Bare tokenization of exactly the documents prepare will tokenize.
     let docs = rendered_docs(&config);
+    let inputs = docs.clone();
     let t = Instant::now();
-    let mut bare_tokens = 0usize;
-    for chunk in docs.chunks(256) {
-        let enc = tokenizer.inner().encode_batch_fast(chunk.to_vec(), false).expect("encode");
-        bare_tokens += enc.iter().map(|e| e.len()).sum::<usize>();
-    }
+    // One batch call: tokenizers spreads it over all cores itself.
+    let enc = tokenizer.inner().encode_batch_fast(inputs, false).expect("encode");
+    let bare_tokens: usize = enc.iter().map(|e| e.len() + 2).sum(); // + BOS/EOS, as prepare counts them
     let bare = t.elapsed().as_secs_f64();
 
     let out = dir.path().join("prepared");
@@ -59,7 +58,7 @@ fn main() {
     read_back(&config, &out);
 }
 
-/// Reads mixed batches of 32 × 2048 for ~4 GB of tokens.
+/// Reads mixed batches of 32 × 2048 for 2^30 tokens (4 GiB).
 fn read_back(config: &DataConfig, out: &Path) {
     let data = PreparedData::open(config, out).expect("open prepared");
     let mut stream = TrainStream::new(data, StreamOptions { batch_size: 32, rank: 0, world_size: 1 }).expect("stream");
@@ -70,7 +69,8 @@ fn read_back(config: &DataConfig, out: &Path) {
     let mut tokens = 0usize;
     while tokens < target_tokens {
         stream.next_batch_into(&mut batch);
-        checksum = checksum.wrapping_add(batch.tokens[batch.tokens.len() - 1] as u64);
+        // Touch every token, as a consumer building a tensor would.
+        checksum = checksum.wrapping_add(batch.tokens.iter().map(|&t| t as u64).sum::<u64>());
         tokens += batch.tokens.len();
     }
     let secs = t.elapsed().as_secs_f64();
@@ -96,13 +96,29 @@ fn corpus() -> (Vec<String>, String) {
         let paras: Vec<String> = files
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())
-            .flat_map(|t| t.split('\n').map(str::trim).filter(|p| p.len() > 40).map(String::from).collect::<Vec<_>>())
+            .flat_map(|t| paragraphs_of(&t))
             .collect();
         if !paras.is_empty() {
             return (paras, format!("SOTU speeches from {}", Path::new(&dir).display()));
         }
     }
     (generated(10_000_000), "generated text".into())
+}
+
+/// Splits a speech (one line per file) into paragraphs of about 1,500 characters at sentence ends.
+fn paragraphs_of(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for sentence in text.split_inclusive(". ") {
+        cur.push_str(sentence);
+        if cur.len() > 1500 {
+            out.push(std::mem::take(&mut cur).trim().to_string());
+        }
+    }
+    if cur.trim().len() > 40 {
+        out.push(cur.trim().to_string());
+    }
+    out
 }
 
 fn generated(bytes: usize) -> Vec<String> {
@@ -136,7 +152,7 @@ fn write_sources(dir: &Path, paragraphs: &[String]) {
             .collect();
         for (i, p) in paragraphs.iter().enumerate().filter(|(i, _)| (i % 2 == 0) == fmt) {
             let record = if fmt {
-                let first = p.split(". ").next().unwrap_or(p);
+                let first: String = p.chars().take(80).collect();
                 serde_json::json!({"text": p, "qa_pairs": [
                     {"question": "What is the first point of the passage?", "answer": first},
                     {"question": "How long is the passage?", "answer": format!("{} characters.", p.len())}]})
