@@ -14,18 +14,28 @@ use std::time::Instant;
 
 use graft_data::read::Flow;
 use graft_data::source::render_file;
-use graft_data::{prepare, Batch, DataConfig, PreparedData, StreamOptions, TextTokenizer, TrainStream};
+use graft_data::{
+    prepare, Batch, DataConfig, PreparedData, StreamOptions, TextTokenizer, TrainStream,
+};
 
 const FILES_PER_SOURCE: usize = 8;
 
 fn main() {
-    let tok_path = std::env::var_os("GRAFT_BENCH_TOKENIZER").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama3-tokenizer/tokenizer.json")
-    });
-    let tokenizer = TextTokenizer::from_file(&tok_path, Some(128000), Some(128001)).expect("tokenizer loads");
+    let tok_path = std::env::var_os("GRAFT_BENCH_TOKENIZER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/llama3-tokenizer/tokenizer.json")
+        });
+    let tokenizer =
+        TextTokenizer::from_file(&tok_path, Some(128000), Some(128001)).expect("tokenizer loads");
     let (paragraphs, origin) = corpus();
     let bytes: usize = paragraphs.iter().map(String::len).sum();
-    println!("corpus: {origin}, {} paragraphs, {:.1} MB", paragraphs.len(), bytes as f64 / 1e6);
+    println!(
+        "corpus: {origin}, {} paragraphs, {:.1} MB",
+        paragraphs.len(),
+        bytes as f64 / 1e6
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     write_sources(dir.path(), &paragraphs);
@@ -36,7 +46,10 @@ fn main() {
     let inputs = docs.clone();
     let t = Instant::now();
     // One batch call: tokenizers spreads it over all cores itself.
-    let enc = tokenizer.inner().encode_batch_fast(inputs, false).expect("encode");
+    let enc = tokenizer
+        .inner()
+        .encode_batch_fast(inputs, false)
+        .expect("encode");
     let bare_tokens: usize = enc.iter().map(|e| e.len() + 2).sum(); // + BOS/EOS, as prepare counts them
     let bare = t.elapsed().as_secs_f64();
 
@@ -47,13 +60,23 @@ fn main() {
     let prep_tokens: u64 = manifest.sources.iter().map(|s| s.tokens).sum();
     let bare_rate = bare_tokens as f64 / bare;
     let prep_rate = prep_tokens as f64 / prep;
-    println!("bare tokenizers encode : {bare_tokens:>11} tokens in {bare:7.2} s = {:>10.0} tokens/s", bare_rate);
+    println!(
+        "bare tokenizers encode : {bare_tokens:>11} tokens in {bare:7.2} s = {:>10.0} tokens/s",
+        bare_rate
+    );
     println!("prepare (read+template+tokenize+write): {prep_tokens:>11} tokens in {prep:7.2} s = {:>10.0} tokens/s", prep_rate);
-    println!("prepare time / bare time = {:.3} (target <= 1.20)", prep / bare);
+    println!(
+        "prepare time / bare time = {:.3} (target <= 1.20)",
+        prep / bare
+    );
 
     let t = Instant::now();
     let again = prepare(&config, &tokenizer, &out).expect("prepare again");
-    println!("prepare re-run (no change): {:.3} s, {} file(s) reused", t.elapsed().as_secs_f64(), again.run.reused);
+    println!(
+        "prepare re-run (no change): {:.3} s, {} file(s) reused",
+        t.elapsed().as_secs_f64(),
+        again.run.reused
+    );
 
     read_back(&config, &out);
 }
@@ -61,7 +84,15 @@ fn main() {
 /// Reads mixed batches of 32 × 2048 for 2^30 tokens (4 GiB).
 fn read_back(config: &DataConfig, out: &Path) {
     let data = PreparedData::open(config, out).expect("open prepared");
-    let mut stream = TrainStream::new(data, StreamOptions { batch_size: 32, rank: 0, world_size: 1 }).expect("stream");
+    let mut stream = TrainStream::new(
+        data,
+        StreamOptions {
+            batch_size: 32,
+            rank: 0,
+            world_size: 1,
+        },
+    )
+    .expect("stream");
     let mut batch = Batch::default();
     let mut checksum = 0u64;
     let target_tokens = 1usize << 30;
@@ -80,7 +111,10 @@ fn read_back(config: &DataConfig, out: &Path) {
         tokens as f64 * 4.0 / secs / 1e9
     );
     for s in stream.stats() {
-        println!("  {:<8} share {:.4}  epochs {:.1}", s.name, s.share, s.epochs);
+        println!(
+            "  {:<8} share {:.4}  epochs {:.1}",
+            s.name, s.share, s.epochs
+        );
     }
 }
 
@@ -99,7 +133,10 @@ fn corpus() -> (Vec<String>, String) {
             .flat_map(|t| paragraphs_of(&t))
             .collect();
         if !paras.is_empty() {
-            return (paras, format!("SOTU speeches from {}", Path::new(&dir).display()));
+            return (
+                paras,
+                format!("SOTU speeches from {}", Path::new(&dir).display()),
+            );
         }
     }
     (generated(10_000_000), "generated text".into())
@@ -123,9 +160,30 @@ fn paragraphs_of(text: &str) -> Vec<String> {
 
 fn generated(bytes: usize) -> Vec<String> {
     const WORDS: [&str; 24] = [
-        "the", "committee", "reported", "revenue", "patients", "increased", "treatment", "markets", "of", "and",
-        "interest", "rates", "clinical", "trial", "results", "showed", "a", "significant", "decline", "in",
-        "inflation", "protein", "expression", "government",
+        "the",
+        "committee",
+        "reported",
+        "revenue",
+        "patients",
+        "increased",
+        "treatment",
+        "markets",
+        "of",
+        "and",
+        "interest",
+        "rates",
+        "clinical",
+        "trial",
+        "results",
+        "showed",
+        "a",
+        "significant",
+        "decline",
+        "in",
+        "inflation",
+        "protein",
+        "expression",
+        "government",
     ];
     let (mut out, mut total, mut state) = (Vec::new(), 0usize, 0x2545_F491_4F6C_DD1Du64);
     while total < bytes {
@@ -148,9 +206,18 @@ fn write_sources(dir: &Path, paragraphs: &[String]) {
     for (name, fmt) in [("domain", true), ("replay", false)] {
         std::fs::create_dir_all(dir.join(name)).expect("mkdir");
         let mut files: Vec<_> = (0..FILES_PER_SOURCE)
-            .map(|i| std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}/{i:02}.jsonl"))).expect("create")))
+            .map(|i| {
+                std::io::BufWriter::new(
+                    std::fs::File::create(dir.join(format!("{name}/{i:02}.jsonl")))
+                        .expect("create"),
+                )
+            })
             .collect();
-        for (i, p) in paragraphs.iter().enumerate().filter(|(i, _)| (i % 2 == 0) == fmt) {
+        for (i, p) in paragraphs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i % 2 == 0) == fmt)
+        {
             let record = if fmt {
                 let first: String = p.chars().take(80).collect();
                 serde_json::json!({"text": p, "qa_pairs": [

@@ -143,7 +143,10 @@ impl ReaderKind {
     /// Picks a reader from a file name: `.jsonl[.gz|.zst]`, `.json[.gz|.zst]`, `.parquet`, `.txt`.
     pub fn from_path(path: &Path) -> Option<ReaderKind> {
         let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        let base = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+        let base = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(&name);
         if base.ends_with(".jsonl") || base.ends_with(".json") || base.ends_with(".ndjson") {
             Some(ReaderKind::Jsonl)
         } else if base.ends_with(".parquet") {
@@ -159,8 +162,10 @@ impl ReaderKind {
 impl DataConfig {
     /// Parses a data config from TOML text holding the table's contents (not the `[data]` header).
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<DataConfig> {
-        let config: DataConfig = toml::from_str(text)
-            .map_err(|e| DataError::Config { path: origin.to_path_buf(), message: e.to_string() })?;
+        let config: DataConfig = toml::from_str(text).map_err(|e| DataError::Config {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -169,15 +174,23 @@ impl DataConfig {
     /// relative paths against the recipe's directory.
     pub fn from_recipe_file(path: &Path) -> Result<DataConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let value: toml::Table = toml::from_str(&text)
-            .map_err(|e| DataError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-        let data = value.get("data").cloned().ok_or_else(|| DataError::Config {
+        let value: toml::Table = toml::from_str(&text).map_err(|e| DataError::Config {
             path: path.to_path_buf(),
-            message: "the recipe has no [data] table".into(),
+            message: e.to_string(),
         })?;
-        let mut config: DataConfig = data
-            .try_into()
-            .map_err(|e: toml::de::Error| DataError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        let data = value
+            .get("data")
+            .cloned()
+            .ok_or_else(|| DataError::Config {
+                path: path.to_path_buf(),
+                message: "the recipe has no [data] table".into(),
+            })?;
+        let mut config: DataConfig =
+            data.try_into()
+                .map_err(|e: toml::de::Error| DataError::Config {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
         config.validate()?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
@@ -188,7 +201,10 @@ impl DataConfig {
     /// else `runs/prepared/<recipe file stem>` under the current directory.
     pub fn prepared_dir_for(&self, recipe: &Path) -> PathBuf {
         self.prepared_dir.clone().unwrap_or_else(|| {
-            let stem = recipe.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "recipe".into());
+            let stem = recipe
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "recipe".into());
             Path::new("runs").join("prepared").join(stem)
         })
     }
@@ -215,23 +231,43 @@ impl DataConfig {
             return bad("no [[data.sources]] given".into());
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
-            return bad(format!("val_fraction = {} must be in [0, 1)", self.val_fraction));
+            return bad(format!(
+                "val_fraction = {} must be in [0, 1)",
+                self.val_fraction
+            ));
         }
         for (i, s) in self.sources.iter().enumerate() {
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return bad(format!("source name `{}`: use letters, digits, '-', '_', '.'", s.name));
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return bad(format!(
+                    "source name `{}`: use letters, digits, '-', '_', '.'",
+                    s.name
+                ));
             }
             if self.sources[..i].iter().any(|o| o.name == s.name) {
                 return bad(format!("source name `{}` is used twice", s.name));
             }
             if !(s.weight.is_finite() && s.weight > 0.0) {
-                return bad(format!("source `{}`: weight = {} must be > 0", s.name, s.weight));
+                return bad(format!(
+                    "source `{}`: weight = {} must be > 0",
+                    s.name, s.weight
+                ));
             }
             if s.examples_per_doc == 0 {
-                return bad(format!("source `{}`: examples_per_doc must be >= 1", s.name));
+                return bad(format!(
+                    "source `{}`: examples_per_doc must be >= 1",
+                    s.name
+                ));
             }
             if let Some(v) = s.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
-                return bad(format!("source `{}`: val_fraction = {v} must be in [0, 1)", s.name));
+                return bad(format!(
+                    "source `{}`: val_fraction = {v} must be in [0, 1)",
+                    s.name
+                ));
             }
         }
         Ok(())
@@ -239,7 +275,10 @@ impl DataConfig {
 
     /// The source with this name.
     pub fn source(&self, name: &str) -> Result<&SourceConfig> {
-        self.sources.iter().find(|s| s.name == name).ok_or_else(|| DataError::UnknownSource(name.into()))
+        self.sources
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| DataError::UnknownSource(name.into()))
     }
 }
 
@@ -251,16 +290,27 @@ impl SourceConfig {
 
     /// The files of this source, sorted; an error naming the path if none match.
     pub fn files(&self) -> Result<Vec<PathBuf>> {
-        let missing = || DataError::MissingInput { source_name: self.name.clone(), path: self.path.clone() };
+        let missing = || DataError::MissingInput {
+            source_name: self.name.clone(),
+            path: self.path.clone(),
+        };
         let pattern = self.path.to_string_lossy();
         let files: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
-            let paths = glob::glob(&pattern).map_err(|e| DataError::Invalid(format!("source `{}`: bad glob {pattern}: {e}", self.name)))?;
-            let mut v: Vec<PathBuf> = paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).collect();
+            let paths = glob::glob(&pattern).map_err(|e| {
+                DataError::Invalid(format!("source `{}`: bad glob {pattern}: {e}", self.name))
+            })?;
+            let mut v: Vec<PathBuf> = paths
+                .filter_map(|p| p.ok())
+                .filter(|p| p.is_file())
+                .collect();
             v.sort();
             v
         } else if self.path.is_dir() {
             let rd = std::fs::read_dir(&self.path).map_err(|e| DataError::io(&self.path, e))?;
-            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && ReaderKind::from_path(p).is_some()).collect();
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && ReaderKind::from_path(p).is_some())
+                .collect();
             v.sort();
             v
         } else if self.path.is_file() {

@@ -29,10 +29,18 @@ pub enum DataError {
     UnknownSource(String),
     /// A record (JSONL line, Parquet row, text file) is malformed.
     #[error("{path}:{location}: {reason}\nhint: fix the record, or set on_bad_record = \"skip\" to skip and count it")]
-    BadRecord { path: PathBuf, location: String, reason: String },
+    BadRecord {
+        path: PathBuf,
+        location: String,
+        reason: String,
+    },
     /// A file cannot be read as the format its reader expects (e.g. not a Parquet file).
     #[error("{path}: cannot read as {reader}: {message}")]
-    Unreadable { path: PathBuf, reader: &'static str, message: String },
+    Unreadable {
+        path: PathBuf,
+        reader: &'static str,
+        message: String,
+    },
     /// A source produced no documents.
     #[error("source `{0}` has no documents (all files empty, or every record skipped)")]
     EmptySource(String),
@@ -53,6 +61,9 @@ pub enum DataError {
 impl DataError {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -23,16 +23,33 @@ pub struct EvalIter {
 
 impl PreparedData {
     /// The held-out batches of `source`. Rank `r` of `world_size` gets sequences `r, r+W, r+2W, …`.
-    pub fn eval_iter(self: &Arc<Self>, source: &str, batch_size: usize, rank: usize, world_size: usize) -> Result<EvalIter> {
+    pub fn eval_iter(
+        self: &Arc<Self>,
+        source: &str,
+        batch_size: usize,
+        rank: usize,
+        world_size: usize,
+    ) -> Result<EvalIter> {
         let si = self.source_index(source)?;
         if batch_size == 0 || world_size == 0 || rank >= world_size {
-            return Err(crate::DataError::Invalid(format!("eval batch_size {batch_size}, rank {rank}, world_size {world_size}")));
+            return Err(crate::DataError::Invalid(format!(
+                "eval batch_size {batch_size}, rank {rank}, world_size {world_size}"
+            )));
         }
         let total = self.eval_sequences(source)?;
         if total == 0 {
             tracing::warn!("source `{source}`: fewer held-out tokens than seq_len; no eval sequences (raise val_fraction)");
         }
-        Ok(EvalIter { data: Arc::clone(self), source: si, batch_size, rank, world_size, next: 0, total, pos: (0, 0) })
+        Ok(EvalIter {
+            data: Arc::clone(self),
+            source: si,
+            batch_size,
+            rank,
+            world_size,
+            next: 0,
+            total,
+            pos: (0, 0),
+        })
     }
 
     /// Number of full held-out sequences of `source` (all ranks together).
@@ -79,6 +96,10 @@ impl Iterator for EvalIter {
                 self.fill(None);
             }
         }
-        (rows > 0).then_some(Batch { tokens, batch_size: rows, seq_len })
+        (rows > 0).then_some(Batch {
+            tokens,
+            batch_size: rows,
+            seq_len,
+        })
     }
 }

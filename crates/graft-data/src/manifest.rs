@@ -80,8 +80,14 @@ impl FileStamp {
     pub fn of(path: &Path) -> Result<FileStamp> {
         let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
         let mtime = meta.modified().map_err(|e| DataError::io(path, e))?;
-        let since = mtime.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Ok(FileStamp { size: meta.len(), mtime_s: since.as_secs(), mtime_ns: since.subsec_nanos() })
+        let since = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(FileStamp {
+            size: meta.len(),
+            mtime_s: since.as_secs(),
+            mtime_ns: since.subsec_nanos(),
+        })
     }
 
     /// Whether `entry` was made from a file with this stamp.
@@ -94,14 +100,22 @@ impl Manifest {
     /// Reads `dir/manifest.json`.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| DataError::NotPrepared { dir: dir.to_path_buf(), message: format!("cannot read {MANIFEST_FILE}: {e}") })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| DataError::NotPrepared { dir: dir.to_path_buf(), message: format!("{MANIFEST_FILE} is invalid: {e}") })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| DataError::NotPrepared {
+            dir: dir.to_path_buf(),
+            message: format!("cannot read {MANIFEST_FILE}: {e}"),
+        })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| DataError::NotPrepared {
+                dir: dir.to_path_buf(),
+                message: format!("{MANIFEST_FILE} is invalid: {e}"),
+            })?;
         if manifest.version != MANIFEST_VERSION {
             return Err(DataError::NotPrepared {
                 dir: dir.to_path_buf(),
-                message: format!("prepared with layout version {}, this build uses {MANIFEST_VERSION}", manifest.version),
+                message: format!(
+                    "prepared with layout version {}, this build uses {MANIFEST_VERSION}",
+                    manifest.version
+                ),
             });
         }
         Ok(manifest)

@@ -39,26 +39,46 @@ pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out_dir: &Path) -
     let eos = special(config.add_eos, tokenizer.eos_id, "add_eos", "EOS")?;
     std::fs::create_dir_all(out_dir).map_err(|e| DataError::io(out_dir, e))?;
     let old = Manifest::load(out_dir).ok();
-    let same_tokens = |m: &Manifest| m.tokenizer_hash == tokenizer.hash() && m.bos_id == bos && m.eos_id == eos;
+    let same_tokens =
+        |m: &Manifest| m.tokenizer_hash == tokenizer.hash() && m.bos_id == bos && m.eos_id == eos;
     let old = old.filter(same_tokens);
 
     let mut reused: Vec<(usize, FileEntry)> = Vec::new();
     let mut jobs: Vec<(usize, Job)> = Vec::new();
     for (si, source) in config.sources.iter().enumerate() {
         let hash = manifest::source_config_hash(config, source);
-        let old_source = old.as_ref().and_then(|m| m.source(&source.name)).filter(|s| s.config_hash == hash);
+        let old_source = old
+            .as_ref()
+            .and_then(|m| m.source(&source.name))
+            .filter(|s| s.config_hash == hash);
         for path in source.files()? {
             let stamp = FileStamp::of(&path)?;
             let shard = manifest::shard_name(&source.name, &hash, tokenizer.hash(), &path);
-            let prev = old_source.and_then(|s| s.files.iter().find(|f| f.path == path && f.shard == shard));
+            let prev = old_source
+                .and_then(|s| s.files.iter().find(|f| f.path == path && f.shard == shard));
             match prev.filter(|f| stamp.matches(f) && shard_ok(&out_dir.join(&f.shard), f)) {
                 Some(entry) => reused.push((si, entry.clone())),
-                None => jobs.push((si, Job { source, path, stamp, shard })),
+                None => jobs.push((
+                    si,
+                    Job {
+                        source,
+                        path,
+                        stamp,
+                        shard,
+                    },
+                )),
             }
         }
     }
-    let run = PrepareRun { written: jobs.len(), reused: reused.len() };
-    tracing::info!("prepare: {} file(s) to tokenize, {} unchanged", run.written, run.reused);
+    let run = PrepareRun {
+        written: jobs.len(),
+        reused: reused.len(),
+    };
+    tracing::info!(
+        "prepare: {} file(s) to tokenize, {} unchanged",
+        run.written,
+        run.reused
+    );
 
     let bar = progress(jobs.len() as u64);
     let written: Vec<(usize, FileEntry)> = jobs
@@ -80,14 +100,19 @@ pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out_dir: &Path) -
         sources: assemble(config, reused.into_iter().chain(written))?,
         run,
     };
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| DataError::Invalid(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(&manifest).map_err(|e| DataError::Invalid(e.to_string()))?;
     write_atomic(&out_dir.join(manifest::MANIFEST_FILE), json.as_bytes())?;
     remove_stale(out_dir, &manifest);
     manifest.run = run;
     for s in &manifest.sources {
         tracing::info!(
             "source {}: {} docs, {} tokens, {} bad records, {} dropped pairs",
-            s.name, s.documents, s.tokens, s.bad_records, s.dropped_pairs
+            s.name,
+            s.documents,
+            s.tokens,
+            s.bad_records,
+            s.dropped_pairs
         );
     }
     Ok(manifest)
@@ -97,13 +122,16 @@ fn special(enabled: bool, id: Option<u32>, key: &str, what: &str) -> Result<Opti
     match (enabled, id) {
         (false, _) => Ok(None),
         (true, Some(id)) => Ok(Some(id)),
-        (true, None) => Err(DataError::Invalid(format!("{key} = true but no {what} id is known; pass it from the model config"))),
+        (true, None) => Err(DataError::Invalid(format!(
+            "{key} = true but no {what} id is known; pass it from the model config"
+        ))),
     }
 }
 
 /// True if the shard on disk opens and agrees with its manifest entry.
 fn shard_ok(path: &Path, entry: &FileEntry) -> bool {
-    Shard::open(path).is_ok_and(|s| s.n_tokens() as u64 == entry.tokens && s.n_docs() as u64 == entry.documents)
+    Shard::open(path)
+        .is_ok_and(|s| s.n_tokens() as u64 == entry.tokens && s.n_docs() as u64 == entry.documents)
 }
 
 fn progress(len: u64) -> ProgressBar {
@@ -111,7 +139,9 @@ fn progress(len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("tokenizing {bar:30} {pos}/{len} files [{elapsed_precise}, eta {eta}]") {
+    if let Ok(style) = ProgressStyle::with_template(
+        "tokenizing {bar:30} {pos}/{len} files [{elapsed_precise}, eta {eta}]",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -135,13 +165,19 @@ fn prepare_file(
         docs.clear();
         writer.append(&tokens, &ends)
     };
-    let stats = render_file(job.source, &job.path, config.seed, config.on_bad_record, &mut |doc| {
-        docs.push(doc);
-        if docs.len() >= ENCODE_CHUNK {
-            flush(&mut docs, &mut writer)?;
-        }
-        Ok(Flow::Continue)
-    })?;
+    let stats = render_file(
+        job.source,
+        &job.path,
+        config.seed,
+        config.on_bad_record,
+        &mut |doc| {
+            docs.push(doc);
+            if docs.len() >= ENCODE_CHUNK {
+                flush(&mut docs, &mut writer)?;
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
     if !docs.is_empty() {
         flush(&mut docs, &mut writer)?;
     }
@@ -162,7 +198,10 @@ fn prepare_file(
 }
 
 /// Groups file entries by source (files in path order) and sums their counts.
-fn assemble(config: &DataConfig, entries: impl Iterator<Item = (usize, FileEntry)>) -> Result<Vec<SourceManifest>> {
+fn assemble(
+    config: &DataConfig,
+    entries: impl Iterator<Item = (usize, FileEntry)>,
+) -> Result<Vec<SourceManifest>> {
     let mut per_source: Vec<Vec<FileEntry>> = vec![Vec::new(); config.sources.len()];
     for (si, e) in entries {
         per_source[si].push(e);
@@ -192,14 +231,23 @@ fn assemble(config: &DataConfig, entries: impl Iterator<Item = (usize, FileEntry
 
 /// Deletes shard files (and leftover temporaries) that the manifest no longer references.
 fn remove_stale(out_dir: &Path, manifest: &Manifest) {
-    let Ok(entries) = std::fs::read_dir(out_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_ours = name.ends_with(".tok") || (name.contains(".tok.") && name.ends_with(".tmp"));
-        let used = manifest.sources.iter().flat_map(|s| &s.files).any(|f| f.shard == name);
+        let used = manifest
+            .sources
+            .iter()
+            .flat_map(|s| &s.files)
+            .any(|f| f.shard == name);
         if is_ours && !used {
             if let Err(e) = std::fs::remove_file(entry.path()) {
-                tracing::warn!("could not remove stale shard {}: {e}", entry.path().display());
+                tracing::warn!(
+                    "could not remove stale shard {}: {e}",
+                    entry.path().display()
+                );
             }
         }
     }

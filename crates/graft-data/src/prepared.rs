@@ -47,12 +47,20 @@ impl PreparedData {
     pub fn open(config: &DataConfig, dir: &Path) -> Result<Arc<PreparedData>> {
         config.validate()?;
         let manifest = Manifest::load(dir)?;
-        let not_prepared = |message: String| DataError::NotPrepared { dir: dir.to_path_buf(), message };
+        let not_prepared = |message: String| DataError::NotPrepared {
+            dir: dir.to_path_buf(),
+            message,
+        };
         let mut sources = Vec::with_capacity(config.sources.len());
         for source in &config.sources {
-            let sm = manifest.source(&source.name).ok_or_else(|| not_prepared(format!("source `{}` was not prepared", source.name)))?;
+            let sm = manifest.source(&source.name).ok_or_else(|| {
+                not_prepared(format!("source `{}` was not prepared", source.name))
+            })?;
             if sm.config_hash != manifest::source_config_hash(config, source) {
-                return Err(not_prepared(format!("source `{}` was prepared with different settings", source.name)));
+                return Err(not_prepared(format!(
+                    "source `{}` was prepared with different settings",
+                    source.name
+                )));
             }
             let mut shards = Vec::with_capacity(sm.files.len());
             for f in &sm.files {
@@ -63,14 +71,29 @@ impl PreparedData {
                 if shard.n_tokens() as u64 != f.tokens || shard.n_docs() as u64 != f.documents {
                     return Err(DataError::CorruptShard {
                         path: dir.join(&f.shard),
-                        message: format!("holds {} tokens / {} docs, manifest says {} / {}", shard.n_tokens(), shard.n_docs(), f.tokens, f.documents),
+                        message: format!(
+                            "holds {} tokens / {} docs, manifest says {} / {}",
+                            shard.n_tokens(),
+                            shard.n_docs(),
+                            f.tokens,
+                            f.documents
+                        ),
                     });
                 }
                 shards.push(shard);
             }
-            sources.push(split(&source.name, source.weight, shards, source.val_fraction(config.val_fraction))?);
+            sources.push(split(
+                &source.name,
+                source.weight,
+                shards,
+                source.val_fraction(config.val_fraction),
+            )?);
         }
-        Ok(Arc::new(PreparedData { config: config.clone(), sources, manifest }))
+        Ok(Arc::new(PreparedData {
+            config: config.clone(),
+            sources,
+            manifest,
+        }))
     }
 
     /// The manifest the data was opened from.
@@ -90,7 +113,8 @@ impl PreparedData {
 
     /// Training tokens of a source (after the validation hold-out).
     pub fn train_tokens(&self, source: &str) -> Result<u64> {
-        self.source_index(source).map(|i| self.sources[i].train_tokens)
+        self.source_index(source)
+            .map(|i| self.sources[i].train_tokens)
     }
 
     /// Held-out tokens of a source.
@@ -100,7 +124,10 @@ impl PreparedData {
     }
 
     pub(crate) fn source_index(&self, name: &str) -> Result<usize> {
-        self.sources.iter().position(|s| s.name == name).ok_or_else(|| DataError::UnknownSource(name.into()))
+        self.sources
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| DataError::UnknownSource(name.into()))
     }
 }
 
@@ -119,7 +146,12 @@ fn split(name: &str, weight: f64, shards: Vec<Shard>, val_fraction: f64) -> Resu
     let all: Vec<DocRef> = shards
         .iter()
         .enumerate()
-        .flat_map(|(s, sh)| (0..sh.n_docs()).map(move |d| DocRef { shard: s as u32, doc: d as u32 }))
+        .flat_map(|(s, sh)| {
+            (0..sh.n_docs()).map(move |d| DocRef {
+                shard: s as u32,
+                doc: d as u32,
+            })
+        })
         .collect();
     if all.is_empty() {
         return Err(DataError::EmptySource(name.to_string()));
@@ -133,7 +165,14 @@ fn split(name: &str, weight: f64, shards: Vec<Shard>, val_fraction: f64) -> Resu
             train.push(d);
         }
     }
-    let mut data = SourceData { name: name.to_string(), weight, shards, train, val, train_tokens: 0 };
+    let mut data = SourceData {
+        name: name.to_string(),
+        weight,
+        shards,
+        train,
+        val,
+        train_tokens: 0,
+    };
     data.train_tokens = data.train.iter().map(|&d| data.doc(d).len() as u64).sum();
     if data.train_tokens == 0 {
         return Err(DataError::EmptySource(name.to_string()));

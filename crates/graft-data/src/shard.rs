@@ -41,14 +41,24 @@ impl ShardWriter {
         let tmp = tmp_path(path);
         let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&[0u8; HEADER_LEN]).map_err(|e| DataError::io(&tmp, e))?;
-        Ok(ShardWriter { tmp, path: path.to_path_buf(), out, offsets: vec![0], n_tokens: 0 })
+        out.write_all(&[0u8; HEADER_LEN])
+            .map_err(|e| DataError::io(&tmp, e))?;
+        Ok(ShardWriter {
+            tmp,
+            path: path.to_path_buf(),
+            out,
+            offsets: vec![0],
+            n_tokens: 0,
+        })
     }
 
     /// Appends documents: `tokens` holds them back to back, `ends` their end offsets within `tokens`.
     pub fn append(&mut self, tokens: &[u32], ends: &[usize]) -> Result<()> {
-        self.out.write_all(bytemuck::cast_slice(tokens)).map_err(|e| DataError::io(&self.tmp, e))?;
-        self.offsets.extend(ends.iter().map(|&e| self.n_tokens + e as u64));
+        self.out
+            .write_all(bytemuck::cast_slice(tokens))
+            .map_err(|e| DataError::io(&self.tmp, e))?;
+        self.offsets
+            .extend(ends.iter().map(|&e| self.n_tokens + e as u64));
         self.n_tokens += tokens.len() as u64;
         Ok(())
     }
@@ -77,7 +87,10 @@ impl ShardWriter {
         header[24..32].copy_from_slice(&self.n_docs().to_le_bytes());
         self.out.seek(SeekFrom::Start(0)).map_err(io)?;
         self.out.write_all(&header).map_err(io)?;
-        let file = self.out.into_inner().map_err(|e| DataError::io(&self.tmp, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| DataError::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| DataError::io(&self.tmp, e))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))
@@ -88,7 +101,9 @@ impl ShardWriter {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| DataError::io(&tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| DataError::io(&tmp, e))?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }
@@ -110,12 +125,18 @@ pub struct Shard {
 impl Shard {
     /// Maps `path` and checks magic, version, dtype, exact length and the document index.
     pub fn open(path: &Path) -> Result<Shard> {
-        let corrupt = |message: String| DataError::CorruptShard { path: path.to_path_buf(), message };
+        let corrupt = |message: String| DataError::CorruptShard {
+            path: path.to_path_buf(),
+            message,
+        };
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         // SAFETY: shards are written once (atomically renamed into place) and never modified in place.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
         if map.len() < HEADER_LEN {
-            return Err(corrupt(format!("{} bytes, shorter than the {HEADER_LEN}-byte header", map.len())));
+            return Err(corrupt(format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                map.len()
+            )));
         }
         if &map[..8] != MAGIC {
             return Err(corrupt("bad magic (not a graft token shard)".into()));
@@ -124,10 +145,14 @@ impl Shard {
         let u64_at = |o: usize| u64::from_le_bytes(map[o..o + 8].try_into().unwrap_or_default());
         let (version, dtype, n_tokens, n_docs) = (u32_at(8), u32_at(12), u64_at(16), u64_at(24));
         if version != VERSION {
-            return Err(corrupt(format!("version {version}, this build reads version {VERSION}")));
+            return Err(corrupt(format!(
+                "version {version}, this build reads version {VERSION}"
+            )));
         }
         if dtype != DTYPE_U32 {
-            return Err(corrupt(format!("token dtype code {dtype}, expected {DTYPE_U32} (u32)")));
+            return Err(corrupt(format!(
+                "token dtype code {dtype}, expected {DTYPE_U32} (u32)"
+            )));
         }
         let expected = (n_tokens as u128) * 4 + (n_docs as u128 + 1) * 8 + HEADER_LEN as u128;
         if expected != map.len() as u128 {
@@ -141,10 +166,18 @@ impl Shard {
         let offsets: Vec<u64> = (0..=n_docs as usize).map(|i| u64_at(idx + i * 8)).collect();
         let monotone = offsets.windows(2).all(|w| w[0] <= w[1]);
         if offsets[0] != 0 || offsets[offsets.len() - 1] != n_tokens as u64 || !monotone {
-            return Err(corrupt("document index is inconsistent with the token count".into()));
+            return Err(corrupt(
+                "document index is inconsistent with the token count".into(),
+            ));
         }
-        let shard = Shard { path: path.to_path_buf(), map, offsets, n_tokens };
-        bytemuck::try_cast_slice::<u8, u32>(shard.token_bytes()).map_err(|e| corrupt(format!("token area: {e:?}")))?;
+        let shard = Shard {
+            path: path.to_path_buf(),
+            map,
+            offsets,
+            n_tokens,
+        };
+        bytemuck::try_cast_slice::<u8, u32>(shard.token_bytes())
+            .map_err(|e| corrupt(format!("token area: {e:?}")))?;
         Ok(shard)
     }
 

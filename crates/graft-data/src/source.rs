@@ -17,7 +17,10 @@ pub fn render_file(
     sink: &mut dyn FnMut(String) -> Result<Flow>,
 ) -> Result<RenderStats> {
     let kind = source.reader_for(path)?;
-    let file_key = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_key = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut renderer = Renderer::new(source, seed, &file_key);
     let mut bad = 0u64;
     let mut stopped = false;
@@ -31,9 +34,11 @@ pub fn render_file(
             }
             Ok(None) => Ok(Flow::Continue),
             Err(reason) => match on_bad {
-                OnBadRecord::Error => {
-                    Err(DataError::BadRecord { path: path.to_path_buf(), location: record.location, reason })
-                }
+                OnBadRecord::Error => Err(DataError::BadRecord {
+                    path: path.to_path_buf(),
+                    location: record.location,
+                    reason,
+                }),
                 OnBadRecord::Skip => {
                     tracing::debug!("{}:{}: skipped: {reason}", path.display(), record.location);
                     bad += 1;
@@ -62,10 +67,20 @@ pub fn preview(config: &DataConfig, source_name: &str, n: usize) -> Result<Vec<S
         return Ok(docs);
     }
     for path in source.files()? {
-        render_file(source, &path, config.seed, config.on_bad_record, &mut |doc| {
-            docs.push(doc);
-            Ok(if docs.len() >= n { Flow::Stop } else { Flow::Continue })
-        })?;
+        render_file(
+            source,
+            &path,
+            config.seed,
+            config.on_bad_record,
+            &mut |doc| {
+                docs.push(doc);
+                Ok(if docs.len() >= n {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                })
+            },
+        )?;
         if docs.len() >= n {
             break;
         }

@@ -107,19 +107,35 @@ impl TrainStream {
             )));
         }
         let stream_id = stream_id(&data);
-        let mut stream = TrainStream { data, opts, sequences: 0, states: Vec::new(), stream_id };
-        stream.states = (0..stream.data.sources.len()).map(|i| stream.fresh_state(i, 0)).collect();
+        let mut stream = TrainStream {
+            data,
+            opts,
+            sequences: 0,
+            states: Vec::new(),
+            stream_id,
+        };
+        stream.states = (0..stream.data.sources.len())
+            .map(|i| stream.fresh_state(i, 0))
+            .collect();
         Ok(stream)
     }
 
     fn fresh_state(&self, source: usize, epoch: u64) -> SourceState {
-        SourceState { perm: self.permutation(source, epoch), epoch, doc: 0, offset: 0, tokens: 0 }
+        SourceState {
+            perm: self.permutation(source, epoch),
+            epoch,
+            doc: 0,
+            offset: 0,
+            tokens: 0,
+        }
     }
 
     fn permutation(&self, source: usize, epoch: u64) -> Vec<u32> {
         let n = self.data.sources[source].train.len() as u32;
         let mut perm: Vec<u32> = (0..n).collect();
-        let seed = self.data.config.seed ^ (source as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let seed = self.data.config.seed
+            ^ (source as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
         perm.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         perm
     }
@@ -172,7 +188,10 @@ impl TrainStream {
                 if st.doc == st.perm.len() {
                     let epoch = st.epoch + 1;
                     let tokens = st.tokens;
-                    self.states[s] = SourceState { tokens, ..self.fresh_state(s, epoch) };
+                    self.states[s] = SourceState {
+                        tokens,
+                        ..self.fresh_state(s, epoch)
+                    };
                 }
             }
         }
@@ -206,7 +225,11 @@ impl TrainStream {
                 tokens: st.tokens,
             })
             .collect();
-        Cursor { stream_id: self.stream_id.clone(), sequences: self.sequences, sources }
+        Cursor {
+            stream_id: self.stream_id.clone(),
+            sequences: self.sequences,
+            sources,
+        }
     }
 
     /// Moves the stream to `cursor`; the batches that follow are those an uninterrupted run would give.
@@ -218,16 +241,30 @@ impl TrainStream {
         }
         let world = self.opts.world_size as u64;
         if !cursor.sequences.is_multiple_of(world) {
-            return Err(DataError::BadCursor(format!("{} sequences is not a multiple of world_size {world}", cursor.sequences)));
+            return Err(DataError::BadCursor(format!(
+                "{} sequences is not a multiple of world_size {world}",
+                cursor.sequences
+            )));
         }
         let mut states = Vec::with_capacity(self.states.len());
         for (i, (c, src)) in cursor.sources.iter().zip(&self.data.sources).enumerate() {
             let perm = self.permutation(i, c.epoch);
-            let doc_len = perm.get(c.doc as usize).map(|&d| src.doc(src.train[d as usize]).len());
+            let doc_len = perm
+                .get(c.doc as usize)
+                .map(|&d| src.doc(src.train[d as usize]).len());
             if c.name != src.name || doc_len.is_none_or(|len| c.offset as usize > len) {
-                return Err(DataError::BadCursor(format!("source `{}`: position out of range", c.name)));
+                return Err(DataError::BadCursor(format!(
+                    "source `{}`: position out of range",
+                    c.name
+                )));
             }
-            states.push(SourceState { perm, epoch: c.epoch, doc: c.doc as usize, offset: c.offset as usize, tokens: c.tokens });
+            states.push(SourceState {
+                perm,
+                epoch: c.epoch,
+                doc: c.doc as usize,
+                offset: c.offset as usize,
+                tokens: c.tokens,
+            });
         }
         if states.len() != self.states.len() {
             return Err(DataError::BadCursor("number of sources differs".into()));

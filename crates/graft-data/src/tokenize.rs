@@ -25,10 +25,18 @@ impl TextTokenizer {
     /// Loads `tokenizer.json`; `bos_id`/`eos_id` come from the model's config.
     pub fn from_file(path: &Path, bos_id: Option<u32>, eos_id: Option<u32>) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let inner = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| DataError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
+        let inner = Tokenizer::from_bytes(&bytes).map_err(|e| DataError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let hash = hex(&Sha256::digest(&bytes));
-        Ok(TextTokenizer { inner, path: path.to_path_buf(), hash, bos_id, eos_id })
+        Ok(TextTokenizer {
+            inner,
+            path: path.to_path_buf(),
+            hash,
+            bos_id,
+            eos_id,
+        })
     }
 
     /// The id of a token string such as `<|begin_of_text|>`, if the vocabulary has it.
@@ -58,12 +66,21 @@ impl TextTokenizer {
 
     /// Encodes documents (no special tokens), appending `[bos] ids [eos]` of each to `out` and each
     /// document's end offset (relative to `out`'s start) to `ends`.
-    pub fn encode_docs(&self, docs: &[String], bos: Option<u32>, eos: Option<u32>, out: &mut Vec<u32>) -> Result<Vec<usize>> {
+    pub fn encode_docs(
+        &self,
+        docs: &[String],
+        bos: Option<u32>,
+        eos: Option<u32>,
+        out: &mut Vec<u32>,
+    ) -> Result<Vec<usize>> {
         let inputs: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let encodings = self
-            .inner
-            .encode_batch_fast(inputs, false)
-            .map_err(|e| DataError::Tokenizer { path: self.path.clone(), message: e.to_string() })?;
+        let encodings =
+            self.inner
+                .encode_batch_fast(inputs, false)
+                .map_err(|e| DataError::Tokenizer {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
         let mut ends = Vec::with_capacity(docs.len());
         for enc in &encodings {
             out.extend(bos);
@@ -78,7 +95,10 @@ impl TextTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)
-            .map_err(|e| DataError::Tokenizer { path: self.path.clone(), message: e.to_string() })
+            .map_err(|e| DataError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
     }
 }
 

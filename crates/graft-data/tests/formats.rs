@@ -7,7 +7,9 @@ use graft_data::{preview, DataConfig};
 use serde_json::json;
 
 fn source(toml_extra: &str) -> DataConfig {
-    let toml = format!("seq_len = 64\nseed = 7\n[[sources]]\nname = \"s\"\npath = \"x.jsonl\"\n{toml_extra}");
+    let toml = format!(
+        "seq_len = 64\nseed = 7\n[[sources]]\nname = \"s\"\npath = \"x.jsonl\"\n{toml_extra}"
+    );
     DataConfig::from_toml_str(&toml, "t.toml".as_ref()).unwrap()
 }
 
@@ -15,21 +17,40 @@ fn source(toml_extra: &str) -> DataConfig {
 fn raw_is_the_text_field() {
     let c = source("format = \"raw\"\ntext_field = \"body\"");
     let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
-    assert_eq!(r.push(&json!({"body": "  Plain text.\n"})).unwrap().as_deref(), Some("Plain text."));
-    assert!(r.push(&json!({"text": "wrong field"})).unwrap_err().contains("missing field `body`"));
+    assert_eq!(
+        r.push(&json!({"body": "  Plain text.\n"}))
+            .unwrap()
+            .as_deref(),
+        Some("Plain text.")
+    );
+    assert!(r
+        .push(&json!({"text": "wrong field"}))
+        .unwrap_err()
+        .contains("missing field `body`"));
 }
 
 #[test]
 fn instruction_is_question_space_response() {
     let c = source("format = \"instruction\"");
     let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
-    let doc = r.push(&json!({"question": "What is 2+2?", "response": "4."})).unwrap();
+    let doc = r
+        .push(&json!({"question": "What is 2+2?", "response": "4."}))
+        .unwrap();
     assert_eq!(doc.as_deref(), Some("What is 2+2? 4."));
-    let doc = r.push(&json!({"instruction": "Name a colour.", "output": "Blue."})).unwrap();
+    let doc = r
+        .push(&json!({"instruction": "Name a colour.", "output": "Blue."}))
+        .unwrap();
     assert_eq!(doc.as_deref(), Some("Name a colour. Blue."));
-    let c = source("format = \"instruction\"\nquestion_field = \"prompt\"\nresponse_field = \"completion\"");
+    let c = source(
+        "format = \"instruction\"\nquestion_field = \"prompt\"\nresponse_field = \"completion\"",
+    );
     let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
-    assert_eq!(r.push(&json!({"prompt": "Hi", "completion": "Hello"})).unwrap().as_deref(), Some("Hi Hello"));
+    assert_eq!(
+        r.push(&json!({"prompt": "Hi", "completion": "Hello"}))
+            .unwrap()
+            .as_deref(),
+        Some("Hi Hello")
+    );
     assert!(r.push(&json!({"prompt": "Hi"})).is_err());
 }
 
@@ -42,8 +63,15 @@ fn instruction_augmented_chains_examples_with_templates() {
         {"question": "Is aspirin an enzyme?", "answer": "No."}]});
     let second = json!({"text": "<CON> Bonds pay coupons. </CON>",
         "qa_pairs": "<QUE> What do bonds pay? <ANS> Coupons. </END><QUE> broken pair </END>"});
-    assert_eq!(r.push(&first).unwrap(), None, "M = 2: the first example waits for the second");
-    let doc = r.push(&second).unwrap().expect("second example completes a document");
+    assert_eq!(
+        r.push(&first).unwrap(),
+        None,
+        "M = 2: the first example waits for the second"
+    );
+    let doc = r
+        .push(&second)
+        .unwrap()
+        .expect("second example completes a document");
     assert_eq!(
         doc,
         "Aspirin inhibits COX enzymes.\n\n\
@@ -57,7 +85,10 @@ fn instruction_augmented_chains_examples_with_templates() {
     assert_eq!(r.stats.records, 2);
     // A trailing example forms a shorter last document.
     r.push(&first).unwrap();
-    assert!(r.finish().unwrap().starts_with("Aspirin inhibits COX enzymes.\n\n"));
+    assert!(r
+        .finish()
+        .unwrap()
+        .starts_with("Aspirin inhibits COX enzymes.\n\n"));
 }
 
 #[test]
@@ -65,25 +96,45 @@ fn template_choice_is_seeded() {
     let render = |seed: u64| {
         let mut c = source("format = \"instruction-augmented\"\nexamples_per_doc = 1");
         c.seed = seed;
-        let pairs: Vec<_> = (0..12).map(|i| json!({"question": format!("q{i}?"), "answer": format!("a{i}.")})).collect();
+        let pairs: Vec<_> = (0..12)
+            .map(|i| json!({"question": format!("q{i}?"), "answer": format!("a{i}.")}))
+            .collect();
         let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
-        r.push(&json!({"text": "T.", "qa_pairs": pairs})).unwrap().unwrap()
+        r.push(&json!({"text": "T.", "qa_pairs": pairs}))
+            .unwrap()
+            .unwrap()
     };
     assert_eq!(render(1), render(1));
     assert_ne!(render(1), render(2));
     // Several templates are in use, every pair appears once, separated by blank lines.
     let doc = render(1);
     assert_eq!(doc.split("\n\n").count(), 13);
-    assert!(["Question: ", "Q: ", "Answer: ", "Response: "].iter().filter(|t| doc.contains(*t)).count() >= 2);
+    assert!(
+        ["Question: ", "Q: ", "Answer: ", "Response: "]
+            .iter()
+            .filter(|t| doc.contains(*t))
+            .count()
+            >= 2
+    );
 }
 
 #[test]
 fn preview_renders_the_first_documents_of_a_source() {
     let dir = tempfile::tempdir().unwrap();
-    common::write(dir.path(), "d/a.jsonl", "{\"text\": \"one\"}\n\n{\"text\": \"two\"}\n");
+    common::write(
+        dir.path(),
+        "d/a.jsonl",
+        "{\"text\": \"one\"}\n\n{\"text\": \"two\"}\n",
+    );
     common::write(dir.path(), "d/b.jsonl", "{\"text\": \"three\"}\n");
-    let c = common::config("seq_len = 8\n[[sources]]\nname = \"r\"\npath = \"d/*.jsonl\"\n", dir.path());
+    let c = common::config(
+        "seq_len = 8\n[[sources]]\nname = \"r\"\npath = \"d/*.jsonl\"\n",
+        dir.path(),
+    );
     assert_eq!(preview(&c, "r", 3).unwrap(), ["one", "two", "three"]);
     assert_eq!(preview(&c, "r", 1).unwrap(), ["one"]);
-    assert!(preview(&c, "nope", 1).unwrap_err().to_string().contains("nope"));
+    assert!(preview(&c, "nope", 1)
+        .unwrap_err()
+        .to_string()
+        .contains("nope"));
 }

@@ -10,9 +10,21 @@ use graft_data::{prepare, Batch, Cursor, PreparedData, StreamOptions, TrainStrea
 /// Two sources of different size and document length, prepared once; weights 1 : 3.
 fn prepared(weights: (f64, f64), val_fraction: f64) -> (Arc<PreparedData>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    common::write(dir.path(), "a/a.jsonl", &common::prose_jsonl(120, 40, "alpha"));
-    common::write(dir.path(), "b/b1.jsonl", &common::prose_jsonl(40, 150, "beta"));
-    common::write(dir.path(), "b/b2.jsonl", &common::prose_jsonl(40, 7, "gamma"));
+    common::write(
+        dir.path(),
+        "a/a.jsonl",
+        &common::prose_jsonl(120, 40, "alpha"),
+    );
+    common::write(
+        dir.path(),
+        "b/b1.jsonl",
+        &common::prose_jsonl(40, 150, "beta"),
+    );
+    common::write(
+        dir.path(),
+        "b/b2.jsonl",
+        &common::prose_jsonl(40, 7, "gamma"),
+    );
     let toml = format!(
         "seq_len = 64\nseed = 11\nval_fraction = {val_fraction}\n\
          [[sources]]\nname = \"a\"\npath = \"a/*.jsonl\"\nweight = {}\n\
@@ -25,7 +37,11 @@ fn prepared(weights: (f64, f64), val_fraction: f64) -> (Arc<PreparedData>, tempf
 }
 
 fn opts(batch_size: usize, rank: usize, world_size: usize) -> StreamOptions {
-    StreamOptions { batch_size, rank, world_size }
+    StreamOptions {
+        batch_size,
+        rank,
+        world_size,
+    }
 }
 
 #[test]
@@ -43,7 +59,10 @@ fn token_ratio_is_within_one_percent_over_a_million_tokens() {
     }
     let stats = s.stats();
     let share_a = stats[0].tokens as f64 / (stats[0].tokens + stats[1].tokens) as f64;
-    assert!((share_a - 0.25).abs() < 0.25 * 0.01, "share of a = {share_a}");
+    assert!(
+        (share_a - 0.25).abs() < 0.25 * 0.01,
+        "share of a = {share_a}"
+    );
     assert_eq!(stats[0].tokens + stats[1].tokens, seen as u64);
     // Both sources are far smaller than their share: they are repeated, and the epochs say so.
     for st in &stats {
@@ -52,7 +71,8 @@ fn token_ratio_is_within_one_percent_over_a_million_tokens() {
         assert!((st.epochs - st.tokens as f64 / train).abs() < 1e-9);
     }
     // No padding: every token comes from a document, and documents keep coming (one BOS each).
-    let docs = (data.manifest().sources[0].documents + data.manifest().sources[1].documents) as usize;
+    let docs =
+        (data.manifest().sources[0].documents + data.manifest().sources[1].documents) as usize;
     assert!(bos_count > docs * 10, "bos {bos_count}");
 }
 
@@ -70,7 +90,10 @@ fn same_seed_same_stream_and_no_double_bos() {
     // The stream starts with a document's BOS, and no document gets two.
     let first_bos = all.iter().position(|&t| t == 128000).unwrap();
     assert_eq!(first_bos, 0, "the stream starts with a document");
-    assert!(all.windows(2).all(|w| !(w[0] == 128000 && w[1] == 128000)), "double BOS");
+    assert!(
+        all.windows(2).all(|w| !(w[0] == 128000 && w[1] == 128000)),
+        "double BOS"
+    );
 }
 
 #[test]
@@ -109,18 +132,28 @@ fn rank_slices_are_disjoint_and_cover_the_stream() {
     let (data, _d) = prepared((1.0, 1.0), 0.0);
     let (world, b, steps) = (3, 2, 12);
     let mut single = TrainStream::new(data.clone(), opts(b * world, 0, 1)).unwrap();
-    let global: Vec<Vec<u32>> = (0..steps).flat_map(|_| {
-        let batch = single.next_batch();
-        (0..b * world).map(move |r| batch.row(r).to_vec()).collect::<Vec<_>>()
-    }).collect();
-    let mut ranks: Vec<TrainStream> = (0..world).map(|r| TrainStream::new(data.clone(), opts(b, r, world)).unwrap()).collect();
+    let global: Vec<Vec<u32>> = (0..steps)
+        .flat_map(|_| {
+            let batch = single.next_batch();
+            (0..b * world)
+                .map(move |r| batch.row(r).to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut ranks: Vec<TrainStream> = (0..world)
+        .map(|r| TrainStream::new(data.clone(), opts(b, r, world)).unwrap())
+        .collect();
     let mut covered = HashSet::new();
     for step in 0..steps {
         for (r, s) in ranks.iter_mut().enumerate() {
             let batch = s.next_batch();
             for row in 0..b {
                 let g = step * b * world + row * world + r;
-                assert_eq!(batch.row(row), &global[g][..], "rank {r} step {step} row {row}");
+                assert_eq!(
+                    batch.row(row),
+                    &global[g][..],
+                    "rank {r} step {step} row {row}"
+                );
                 assert!(covered.insert(g), "sequence {g} given twice");
             }
         }
@@ -138,7 +171,10 @@ fn eval_iterators_hold_out_a_fixed_part_of_each_source() {
         let val = data.val_tokens(name).unwrap();
         let total = data.manifest().source(name).unwrap().tokens;
         assert_eq!(val + data.train_tokens(name).unwrap(), total);
-        assert!(val > 0 && (val as f64) < total as f64 * 0.2, "{name}: {val} of {total}");
+        assert!(
+            val > 0 && (val as f64) < total as f64 * 0.2,
+            "{name}: {val} of {total}"
+        );
         let n = data.eval_sequences(name).unwrap();
         assert_eq!(n as u64, val / 64);
         let all: Vec<Batch> = data.eval_iter(name, 4, 0, 1).unwrap().collect();
@@ -147,10 +183,16 @@ fn eval_iterators_hold_out_a_fixed_part_of_each_source() {
         // Deterministic, and ranks split it without overlap.
         let again: Vec<Batch> = data.eval_iter(name, 4, 0, 1).unwrap().collect();
         assert_eq!(all, again);
-        let rows: Vec<Vec<u32>> = all.iter().flat_map(|b| (0..b.batch_size).map(|i| b.row(i).to_vec())).collect();
+        let rows: Vec<Vec<u32>> = all
+            .iter()
+            .flat_map(|b| (0..b.batch_size).map(|i| b.row(i).to_vec()))
+            .collect();
         for r in 0..2 {
-            let mine: Vec<Vec<u32>> =
-                data.eval_iter(name, 3, r, 2).unwrap().flat_map(|b| (0..b.batch_size).map(move |i| b.row(i).to_vec())).collect();
+            let mine: Vec<Vec<u32>> = data
+                .eval_iter(name, 3, r, 2)
+                .unwrap()
+                .flat_map(|b| (0..b.batch_size).map(move |i| b.row(i).to_vec()))
+                .collect();
             let expect: Vec<Vec<u32>> = rows.iter().skip(r).step_by(2).cloned().collect();
             assert_eq!(mine, expect);
         }
@@ -161,6 +203,9 @@ fn eval_iterators_hold_out_a_fixed_part_of_each_source() {
     let probe = &first_eval.tokens[..24];
     for _ in 0..200 {
         let b = s.next_batch();
-        assert!(!b.tokens.windows(probe.len()).any(|w| w == probe), "held-out text leaked into training");
+        assert!(
+            !b.tokens.windows(probe.len()).any(|w| w == probe),
+            "held-out text leaked into training"
+        );
     }
 }

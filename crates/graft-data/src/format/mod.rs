@@ -50,7 +50,14 @@ pub struct Renderer<'a> {
 impl<'a> Renderer<'a> {
     /// A renderer for one file; `file_key` is a stable name for the file (its file name).
     pub fn new(source: &'a SourceConfig, seed: u64, file_key: &str) -> Self {
-        Renderer { source, seed, file_key: file_key.to_string(), pending: Vec::new(), documents: 0, stats: RenderStats::default() }
+        Renderer {
+            source,
+            seed,
+            file_key: file_key.to_string(),
+            pending: Vec::new(),
+            documents: 0,
+            stats: RenderStats::default(),
+        }
     }
 
     /// Adds one record; returns a finished document if this record completed one, or the reason the
@@ -62,7 +69,9 @@ impl<'a> Renderer<'a> {
             Format::InstructionAugmented => {
                 let example = self.example(record)?;
                 self.pending.push(example);
-                (self.pending.len() >= self.source.examples_per_doc).then(|| self.flush()).flatten()
+                (self.pending.len() >= self.source.examples_per_doc)
+                    .then(|| self.flush())
+                    .flatten()
             }
         };
         self.stats.records += 1;
@@ -115,30 +124,45 @@ impl<'a> Renderer<'a> {
             return Err(format!("field `{}` is empty", self.source.text_field));
         }
         let field = &self.source.pairs_field;
-        let pairs = match record.get(field) {
-            None | Some(Value::Null) => return Err(format!("missing field `{field}`")),
-            Some(Value::String(out)) => {
-                let parsed = parse_synth_output(out);
-                self.stats.dropped_pairs += parsed.dropped as u64;
-                parsed.pairs
-            }
-            Some(Value::Array(items)) => {
-                let pairs: Result<Vec<QaPair>, String> = items.iter().map(|p| self.pair_from(p)).collect();
-                pairs.map_err(|e| format!("in `{field}`: {e}"))?
-            }
-            Some(_) => return Err(format!("field `{field}` must be a list of pairs or the synthesizer's output string")),
-        };
+        let pairs =
+            match record.get(field) {
+                None | Some(Value::Null) => return Err(format!("missing field `{field}`")),
+                Some(Value::String(out)) => {
+                    let parsed = parse_synth_output(out);
+                    self.stats.dropped_pairs += parsed.dropped as u64;
+                    parsed.pairs
+                }
+                Some(Value::Array(items)) => {
+                    let pairs: Result<Vec<QaPair>, String> =
+                        items.iter().map(|p| self.pair_from(p)).collect();
+                    pairs.map_err(|e| format!("in `{field}`: {e}"))?
+                }
+                Some(_) => return Err(format!(
+                    "field `{field}` must be a list of pairs or the synthesizer's output string"
+                )),
+            };
         Ok(Example { text, pairs })
     }
 
     fn pair_from(&self, v: &Value) -> Result<QaPair, String> {
-        let question = pick_field(v, self.source.question_field.as_deref(), &["question", "instruction"])?;
-        let answer = pick_field(v, self.source.response_field.as_deref(), &["answer", "response", "output"])?;
+        let question = pick_field(
+            v,
+            self.source.question_field.as_deref(),
+            &["question", "instruction"],
+        )?;
+        let answer = pick_field(
+            v,
+            self.source.response_field.as_deref(),
+            &["answer", "response", "output"],
+        )?;
         let (question, answer) = (question.trim(), answer.trim());
         if question.is_empty() || answer.is_empty() {
             return Err("empty question or response".into());
         }
-        Ok(QaPair { question: question.to_string(), answer: answer.to_string() })
+        Ok(QaPair {
+            question: question.to_string(),
+            answer: answer.to_string(),
+        })
     }
 }
 
@@ -163,7 +187,11 @@ fn string_field<'v>(record: &'v Value, field: &str) -> Result<&'v str, String> {
 }
 
 /// The configured field, or the first of the default names present.
-fn pick_field<'v>(v: &'v Value, configured: Option<&str>, defaults: &[&str]) -> Result<&'v str, String> {
+fn pick_field<'v>(
+    v: &'v Value,
+    configured: Option<&str>,
+    defaults: &[&str],
+) -> Result<&'v str, String> {
     if let Some(field) = configured {
         return string_field(v, field);
     }
@@ -172,5 +200,8 @@ fn pick_field<'v>(v: &'v Value, configured: Option<&str>, defaults: &[&str]) -> 
             return string_field(v, field);
         }
     }
-    Err(format!("missing field (one of `{}`)", defaults.join("`, `")))
+    Err(format!(
+        "missing field (one of `{}`)",
+        defaults.join("`, `")
+    ))
 }

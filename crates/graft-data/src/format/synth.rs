@@ -30,7 +30,11 @@ pub fn parse_synth_output(output: &str) -> ParsedPairs {
             continue;
         }
         // The segment after the last `</END>` is a pair the synthesizer did not finish.
-        let pair = if i == last { None } else { parse_segment(segment) };
+        let pair = if i == last {
+            None
+        } else {
+            parse_segment(segment)
+        };
         match pair {
             Some(pair) => parsed.pairs.push(pair),
             None => parsed.dropped += 1,
@@ -46,7 +50,10 @@ fn parse_segment(segment: &str) -> Option<QaPair> {
     if question.is_empty() || answer.is_empty() || has_tag(question) || has_tag(answer) {
         return None;
     }
-    Some(QaPair { question: question.to_string(), answer: answer.to_string() })
+    Some(QaPair {
+        question: question.to_string(),
+        answer: answer.to_string(),
+    })
 }
 
 /// True if `text` still holds any synthesizer tag.
@@ -71,10 +78,18 @@ mod tests {
 
     #[test]
     fn parses_well_formed_pairs() {
-        let p = parse_synth_output("<QUE> What is X? <ANS> X is Y. </END><QUE> Why? <ANS> Because. </END>");
+        let p = parse_synth_output(
+            "<QUE> What is X? <ANS> X is Y. </END><QUE> Why? <ANS> Because. </END>",
+        );
         assert_eq!(p.dropped, 0);
         assert_eq!(p.pairs.len(), 2);
-        assert_eq!(p.pairs[0], QaPair { question: "What is X?".into(), answer: "X is Y.".into() });
+        assert_eq!(
+            p.pairs[0],
+            QaPair {
+                question: "What is X?".into(),
+                answer: "X is Y.".into()
+            }
+        );
         assert_eq!(p.pairs[1].answer, "Because.");
     }
 
@@ -88,7 +103,13 @@ mod tests {
                    <QUE> fine <ANS> good </END>\
                    <QUE> cut off <ANS> never fini";
         let p = parse_synth_output(out);
-        assert_eq!(p.pairs.iter().map(|q| q.question.as_str()).collect::<Vec<_>>(), ["ok?", "fine"]);
+        assert_eq!(
+            p.pairs
+                .iter()
+                .map(|q| q.question.as_str())
+                .collect::<Vec<_>>(),
+            ["ok?", "fine"]
+        );
         assert_eq!(p.dropped, 5);
     }
 

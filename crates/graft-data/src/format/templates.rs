@@ -54,7 +54,9 @@ impl Template {
             Template::Bare => format!("{q}\n{a}"),
             Template::QA => format!("Q: {q}\nA: {a}"),
             Template::AnswerLabel => format!("{q}\nAnswer: {a}"),
-            Template::BasedOnText => format!("Based on the text above, answer the following question.\n{q}\n{a}"),
+            Template::BasedOnText => {
+                format!("Based on the text above, answer the following question.\n{q}\n{a}")
+            }
             Template::ReadAndAnswer => format!("Read the passage and answer: {q}\nAnswer: {a}"),
             Template::InstructionResponse => format!("Instruction: {q}\nResponse: {a}"),
             Template::StepByStep => format!("Question: {q}\nLet's answer using the text. {a}"),

@@ -12,7 +12,10 @@ use crate::error::{DataError, Result};
 /// Opens `path`, decompressing `.gz` / `.zst`.
 fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     let inner: Box<dyn Read> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
     } else if name.ends_with(".zst") {
@@ -30,11 +33,13 @@ pub(super) fn read(path: &Path, f: &mut dyn FnMut(RawRecord) -> Result<Flow>) ->
     let mut line_no = 0usize;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::Unreadable {
-            path: path.to_path_buf(),
-            reader: "jsonl",
-            message: format!("after line {line_no}: {e}"),
-        })?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| DataError::Unreadable {
+                path: path.to_path_buf(),
+                reader: "jsonl",
+                message: format!("after line {line_no}: {e}"),
+            })?;
         if n == 0 {
             return Ok(());
         }
@@ -43,14 +48,19 @@ pub(super) fn read(path: &Path, f: &mut dyn FnMut(RawRecord) -> Result<Flow>) ->
             continue;
         }
         let value = parse_line(&buf);
-        if f(RawRecord { location: format!("line {line_no}"), value })? == Flow::Stop {
+        if f(RawRecord {
+            location: format!("line {line_no}"),
+            value,
+        })? == Flow::Stop
+        {
             return Ok(());
         }
     }
 }
 
 fn parse_line(buf: &[u8]) -> std::result::Result<Value, String> {
-    let text = std::str::from_utf8(buf).map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
+    let text = std::str::from_utf8(buf)
+        .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
     match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err("expected a JSON object".into()),

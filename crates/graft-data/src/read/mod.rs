@@ -47,7 +47,11 @@ pub fn for_each_record(
 }
 
 /// A `.txt` file is a single document.
-fn read_txt(path: &Path, text_field: &str, f: &mut dyn FnMut(RawRecord) -> Result<Flow>) -> Result<()> {
+fn read_txt(
+    path: &Path,
+    text_field: &str,
+    f: &mut dyn FnMut(RawRecord) -> Result<Flow>,
+) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let value = match String::from_utf8(bytes) {
         Ok(text) => {
@@ -55,8 +59,14 @@ fn read_txt(path: &Path, text_field: &str, f: &mut dyn FnMut(RawRecord) -> Resul
             obj.insert(text_field.to_string(), Value::String(text));
             Ok(Value::Object(obj))
         }
-        Err(e) => Err(format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())),
+        Err(e) => Err(format!(
+            "not valid UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        )),
     };
-    f(RawRecord { location: "file".into(), value })?;
+    f(RawRecord {
+        location: "file".into(),
+        value,
+    })?;
     Ok(())
 }

@@ -12,13 +12,22 @@ use crate::error::{DataError, Result};
 
 /// Reads every row of every row group.
 pub(super) fn read(path: &Path, f: &mut dyn FnMut(RawRecord) -> Result<Flow>) -> Result<()> {
-    let unreadable = |message: String| DataError::Unreadable { path: path.to_path_buf(), reader: "parquet", message };
+    let unreadable = |message: String| DataError::Unreadable {
+        path: path.to_path_buf(),
+        reader: "parquet",
+        message,
+    };
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let reader = SerializedFileReader::new(file).map_err(|e| unreadable(e.to_string()))?;
-    let rows = reader.get_row_iter(None).map_err(|e| unreadable(e.to_string()))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| unreadable(e.to_string()))?;
     for (i, row) in rows.enumerate() {
         let row = row.map_err(|e| unreadable(format!("row {i}: {e}")))?;
-        let record = RawRecord { location: format!("row {i}"), value: Ok(row_to_json(&row)) };
+        let record = RawRecord {
+            location: format!("row {i}"),
+            value: Ok(row_to_json(&row)),
+        };
         if f(record)? == Flow::Stop {
             break;
         }
@@ -27,7 +36,10 @@ pub(super) fn read(path: &Path, f: &mut dyn FnMut(RawRecord) -> Result<Flow>) ->
 }
 
 fn row_to_json(row: &Row) -> Value {
-    let map: Map<String, Value> = row.get_column_iter().map(|(k, v)| (k.clone(), field_to_json(v))).collect();
+    let map: Map<String, Value> = row
+        .get_column_iter()
+        .map(|(k, v)| (k.clone(), field_to_json(v)))
+        .collect();
     Value::Object(map)
 }
 
@@ -51,12 +63,19 @@ fn field_to_json(field: &Field) -> Value {
             Err(_) => Value::Null,
         },
         Field::Group(row) => row_to_json(row),
-        Field::ListInternal(list) => Value::Array(list.elements().iter().map(field_to_json).collect()),
+        Field::ListInternal(list) => {
+            Value::Array(list.elements().iter().map(field_to_json).collect())
+        }
         Field::MapInternal(map) => {
             let m: Map<String, Value> = map
                 .entries()
                 .iter()
-                .map(|(k, v)| (k.to_string().trim_matches('"').to_string(), field_to_json(v)))
+                .map(|(k, v)| {
+                    (
+                        k.to_string().trim_matches('"').to_string(),
+                        field_to_json(v),
+                    )
+                })
                 .collect();
             Value::Object(m)
         }

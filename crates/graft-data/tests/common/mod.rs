@@ -7,12 +7,14 @@ use graft_data::{DataConfig, TextTokenizer};
 
 /// The real Llama-3 tokenizer fixture.
 pub fn tokenizer_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama3-tokenizer/tokenizer.json")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/llama3-tokenizer/tokenizer.json")
 }
 
 /// The fixture tokenizer with Llama-3's BOS/EOS.
 pub fn tokenizer() -> TextTokenizer {
-    TextTokenizer::from_file(&tokenizer_path(), Some(128000), Some(128001)).expect("fixture tokenizer loads")
+    TextTokenizer::from_file(&tokenizer_path(), Some(128000), Some(128001))
+        .expect("fixture tokenizer loads")
 }
 
 /// Writes `text` to `dir/name`, creating parent folders.
@@ -33,13 +35,17 @@ pub fn config(toml: &str, base: &Path) -> DataConfig {
 /// `n` JSONL lines `{"text": "..."}` of varied, deterministic prose (about `words` words each).
 pub fn prose_jsonl(n: usize, words: usize, tag: &str) -> String {
     const WORDS: [&str; 16] = [
-        "river", "market", "protein", "yield", "cell", "bond", "enzyme", "credit", "patient", "equity",
-        "gene", "rate", "tissue", "asset", "dose", "risk",
+        "river", "market", "protein", "yield", "cell", "bond", "enzyme", "credit", "patient",
+        "equity", "gene", "rate", "tissue", "asset", "dose", "risk",
     ];
     let mut out = String::new();
     for i in 0..n {
-        let text: Vec<&str> = (0..words).map(|j| WORDS[(i * 7 + j * 3 + j / 5) % WORDS.len()]).collect();
-        out.push_str(&serde_json::json!({ "text": format!("{tag} {i}: {}.", text.join(" ")) }).to_string());
+        let text: Vec<&str> = (0..words)
+            .map(|j| WORDS[(i * 7 + j * 3 + j / 5) % WORDS.len()])
+            .collect();
+        out.push_str(
+            &serde_json::json!({ "text": format!("{tag} {i}: {}.", text.join(" ")) }).to_string(),
+        );
         out.push('\n');
     }
     out

@@ -38,7 +38,8 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
         None => config.sources.iter().map(|s| s.name.clone()).collect(),
     };
     for name in names {
-        let docs = graft_data::preview(&config, &name, args.n).with_context(|| format!("previewing source `{name}`"))?;
+        let docs = graft_data::preview(&config, &name, args.n)
+            .with_context(|| format!("previewing source `{name}`"))?;
         for (i, doc) in docs.iter().enumerate() {
             println!("===== {name} · document {} of {} =====", i + 1, docs.len());
             println!("{doc}\n");

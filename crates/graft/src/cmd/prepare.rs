@@ -25,13 +25,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokenizer_path = match (&config.tokenizer, &model_dir) {
         (Some(t), _) => t.clone(),
         (None, Some(dir)) => dir.join("tokenizer.json"),
-        (None, None) => bail!("{}: set [data].tokenizer or [model].base so graft can find tokenizer.json", args.recipe.display()),
+        (None, None) => bail!(
+            "{}: set [data].tokenizer or [model].base so graft can find tokenizer.json",
+            args.recipe.display()
+        ),
     };
     let (bos, eos) = special_ids(model_dir.as_deref())?;
     let mut tokenizer = TextTokenizer::from_file(&tokenizer_path, bos, eos)?;
-    tokenizer.bos_id = tokenizer.bos_id.or_else(|| tokenizer.token_id("<|begin_of_text|>"));
-    tokenizer.eos_id = tokenizer.eos_id.or_else(|| tokenizer.token_id("<|end_of_text|>"));
-    let out = args.out.unwrap_or_else(|| config.prepared_dir_for(&args.recipe));
+    tokenizer.bos_id = tokenizer
+        .bos_id
+        .or_else(|| tokenizer.token_id("<|begin_of_text|>"));
+    tokenizer.eos_id = tokenizer
+        .eos_id
+        .or_else(|| tokenizer.token_id("<|end_of_text|>"));
+    let out = args
+        .out
+        .unwrap_or_else(|| config.prepared_dir_for(&args.recipe));
     let manifest = graft_data::prepare(&config, &tokenizer, &out)?;
     eprintln!(
         "prepared {} in {} ({} file(s) tokenized, {} unchanged)",
@@ -51,27 +60,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The model directory of the recipe's `[model].base` (with optional `revision`), if it has one.
 fn model_dir(recipe: &Path) -> anyhow::Result<Option<PathBuf>> {
-    let text = std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", recipe.display()))?;
+    let text =
+        std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", recipe.display()))?;
     let model = table.get("model").and_then(|m| m.as_table());
     let Some(base) = model.and_then(|m| m.get("base")).and_then(|b| b.as_str()) else {
         return Ok(None);
     };
-    let revision = model.and_then(|m| m.get("revision")).and_then(|r| r.as_str());
+    let revision = model
+        .and_then(|m| m.get("revision"))
+        .and_then(|r| r.as_str());
     // A relative local path is relative to the recipe's directory, like every path in a recipe.
     let local = recipe.parent().unwrap_or(Path::new(".")).join(base);
-    let base = if local.exists() { local.to_string_lossy().into_owned() } else { base.to_string() };
-    let dir = graft_llama::hub::resolve(&base, revision).with_context(|| format!("resolving [model].base = {base:?}"))?;
+    let base = if local.exists() {
+        local.to_string_lossy().into_owned()
+    } else {
+        base.to_string()
+    };
+    let dir = graft_llama::hub::resolve(&base, revision)
+        .with_context(|| format!("resolving [model].base = {base:?}"))?;
     Ok(Some(dir))
 }
 
 /// BOS and first EOS id from the model's `config.json`, when there is one.
 fn special_ids(model_dir: Option<&Path>) -> anyhow::Result<(Option<u32>, Option<u32>)> {
-    let Some(dir) = model_dir else { return Ok((None, None)) };
+    let Some(dir) = model_dir else {
+        return Ok((None, None));
+    };
     let path = dir.join("config.json");
     if !path.exists() {
         return Ok((None, None));
     }
     let config = graft_llama::ModelConfig::from_file(&path)?;
-    Ok((config.llama.bos_token_id, config.llama.eos_token_ids.first().copied()))
+    Ok((
+        config.llama.bos_token_id,
+        config.llama.eos_token_ids.first().copied(),
+    ))
 }
