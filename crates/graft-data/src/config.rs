@@ -335,3 +335,33 @@ impl SourceConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_is_picked_by_extension() {
+        let kind = |p: &str| ReaderKind::from_path(Path::new(p));
+        assert_eq!(kind("a/b.jsonl"), Some(ReaderKind::Jsonl));
+        assert_eq!(kind("b.JSONL.gz"), Some(ReaderKind::Jsonl));
+        assert_eq!(kind("b.jsonl.zst"), Some(ReaderKind::Jsonl));
+        assert_eq!(kind("train-00000-of-00002.parquet"), Some(ReaderKind::Parquet));
+        assert_eq!(kind("notes.txt"), Some(ReaderKind::Txt));
+        assert_eq!(kind("data.csv"), None);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_source_name() {
+        let parse = |extra: &str| {
+            DataConfig::from_toml_str(
+                &format!("seq_len = 8\n[[sources]]\nname = \"s\"\npath = \"x\"\n{extra}"),
+                Path::new("r.toml"),
+            )
+        };
+        assert!(parse("").is_ok());
+        assert!(parse("weight = 0.0").unwrap_err().to_string().contains("source `s`: weight"));
+        assert!(parse("examples_per_doc = 0").is_err());
+        assert!(parse("val_fraction = 1.5").is_err());
+    }
+}
