@@ -94,6 +94,14 @@ pub enum Error {
     #[error("{model}: {message}")]
     Resolve { model: String, message: String },
 
+    /// A LoRA setting graft cannot use (rank, alpha, dropout, target modules).
+    #[error("LoRA: {message}\nHINT: check the [lora] section of the recipe or adapter_config.json")]
+    Lora { message: String },
+
+    /// A PEFT adapter directory is malformed or does not fit the model it is applied to.
+    #[error("{path}: {message}\nHINT: the adapter must be a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) trained on this base model")]
+    Adapter { path: PathBuf, message: String },
+
     /// Downloading from the HuggingFace Hub failed.
     #[error("download of {repo}/{file} (revision {revision}) failed: {message}\nHINT: check the repo id, your network, and HF_TOKEN for gated models")]
     Download {

@@ -6,6 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::Tensor;
 
+use crate::lora::LoraAdapter;
+
 /// Configuration of a [`Proj`].
 #[derive(Config, Debug)]
 pub struct ProjConfig {
@@ -25,6 +27,8 @@ pub struct ProjConfig {
 pub struct Proj<B: Backend> {
     /// `[out_features, in_features]`.
     pub weight: Param<Tensor<B, 2>>,
+    /// A LoRA adapter added to the output (see [`crate::lora`]); `None` for a plain projection.
+    pub lora: Option<LoraAdapter<B>>,
 }
 
 impl ProjConfig {
@@ -37,19 +41,26 @@ impl ProjConfig {
             Some(self.d_output),
             device,
         );
-        Proj { weight }
+        Proj { weight, lora: None }
     }
 }
 
 impl<B: Backend> Proj<B> {
-    /// Applies the projection to the last dimension.
+    /// Applies the projection to the last dimension: `x · Wᵀ`, plus the LoRA term when an adapter
+    /// is attached.
     ///
     /// # Shapes
     /// - input: `[..., in_features]`
     /// - output: `[..., out_features]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         // burn's `linear` takes `[in, out]`; the transpose is a stride swap, not a copy.
-        linear(x, self.weight.val().transpose(), None)
+        match &self.lora {
+            None => linear(x, self.weight.val().transpose(), None),
+            Some(adapter) => {
+                let base = linear(x.clone(), self.weight.val().transpose(), None);
+                base + adapter.forward(x)
+            }
+        }
     }
 
     /// `[out_features, in_features]`.
