@@ -206,3 +206,42 @@ pub fn lora_memory(
         ..Default::default()
     }
 }
+
+/// The logits/loss buffer of a training step over `batch × seq` tokens: the `dtype` logits, their
+/// f32 copy and the f32 log-probabilities. Part of both activation estimates.
+pub fn logits_buffer_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> u64 {
+    batch * seq * config.vocab_size as u64 * (dtype.bytes() + 8)
+}
+
+/// Activations kept for backward under Burn's `BalancedCheckpointing`: outputs of compute-bound
+/// ops (the projections, the attention scores, the matmul of probabilities and values) are kept,
+/// memory-bound ops (norms, RoPE, softmax, SiLU, products) are recomputed in the backward pass.
+/// Per layer and token that leaves the layer input, q/k/v, the attention output and its
+/// projection, gate/up and down outputs; the `dtype` score matrix `q·kᵀ` per layer; plus the
+/// logits buffer. The peak of one recomputation (one layer's dropped intermediates, with the f32
+/// scores, f32 probabilities and their `dtype` copy) is added once.
+pub fn checkpointed_activation_bytes(
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> u64 {
+    let c = config;
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let kept = 3 * c.hidden_size as u64 + 2 * q + 2 * kv + 2 * c.intermediate_size as u64;
+    let dropped = 3 * c.hidden_size as u64 + q + kv + 2 * c.intermediate_size as u64;
+    let tokens = batch * seq;
+    let score_elems = batch * c.num_attention_heads as u64 * seq * seq;
+    let layers = c.num_hidden_layers as u64 * (tokens * kept + score_elems) * dtype.bytes();
+    let recompute_peak = tokens * dropped * dtype.bytes() + score_elems * (8 + dtype.bytes());
+    layers + recompute_peak + logits_buffer_bytes(config, dtype, batch, seq)
+}
+
+/// AdamW state for `params` trained parameters stored as `weights`: an fp32 master copy when the
+/// weights are not f32, plus two moments in `state` precision (12 bytes/param for bf16 weights
+/// with f32 moments).
+pub fn adamw_state_bytes(params: u64, weights: DTypeSize, state: DTypeSize) -> u64 {
+    let master = if weights == DTypeSize::F32 { 0 } else { params * 4 };
+    master + 2 * params * state.bytes()
+}

@@ -7,6 +7,8 @@ pub mod logging;
 pub mod error;
 pub mod optim;
 pub mod overrides;
+pub mod parallel;
+pub mod plan;
 pub mod recipe;
 pub mod optim_state;
 pub mod schedule;

@@ -17,6 +17,7 @@ use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::error::{Result, TrainError};
 use crate::logging::ScalarLogger;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parallel::GradSync;
 use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
 use crate::recipe::{ModelDtype, Recipe};
 use crate::schedule::WarmupCosine;
@@ -105,6 +106,8 @@ pub struct Trainer<B: AutodiffBackend> {
     checkpoints: Option<CheckpointDir>,
     logger: Option<Box<dyn ScalarLogger>>,
     device: B::Device,
+    /// Data-parallel gradient sync (see [`crate::parallel`]); `None` on a single device.
+    grad_sync: Option<Box<dyn GradSync<B>>>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -123,7 +126,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             rng: RngState::capture(&rng),
         };
         let optim = AdamW::new(config.adamw);
-        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device }
+        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device, grad_sync: None }
     }
 
     /// Save checkpoints under `<run_dir>/checkpoints`.
@@ -135,6 +138,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Send scalars to `logger`.
     pub fn with_logger(mut self, logger: Box<dyn ScalarLogger>) -> Self {
         self.logger = Some(logger);
+        self
+    }
+
+    /// All-reduce each step's loss and gradients with the other data-parallel peers. Only rank 0
+    /// writes checkpoints; every rank resumes from them.
+    pub fn with_grad_sync(mut self, sync: Box<dyn GradSync<B>>) -> Self {
+        self.grad_sync = Some(sync);
         self
     }
 
@@ -175,7 +185,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                 self.log(&report, data, &mut last_log)?;
             }
             let save = self.config.save_every > 0 && report.step % self.config.save_every == 0;
-            if self.checkpoints.is_some() && (save || report.step == self.config.steps) {
+            let primary = self.grad_sync.as_ref().is_none_or(|s| s.rank() == 0);
+            if self.checkpoints.is_some() && primary && (save || report.step == self.config.steps) {
                 self.save_checkpoint(data)?;
             }
             reports.push(report);

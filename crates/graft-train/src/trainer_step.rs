@@ -8,7 +8,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn train_step(&mut self, data: &mut dyn BatchSource) -> Result<StepReport> {
         let lr = self.config.schedule.lr(self.state.lr_step);
         let model = self.model.take().expect("model is present between steps");
-        let (loss, mut grads) = match self.accumulate(&model, data) {
+        let synced = self.accumulate(&model, data).and_then(|(loss, grads)| match self.grad_sync.as_mut() {
+            Some(sync) => sync.sync(&model, loss, grads),
+            None => Ok((loss, grads)),
+        });
+        let (loss, mut grads) = match synced {
             Ok(v) => v,
             Err(e) => {
                 self.model = Some(model);
