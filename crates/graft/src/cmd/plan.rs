@@ -1,8 +1,49 @@
-//! `graft plan` (placeholder until implemented).
+//! `graft plan RECIPE [--gpu-mem 80GB] [--devices N] [--json]`: per-GPU memory of the recipe's
+//! model (weights, gradients, AdamW state, activations with and without checkpointing, the
+//! logits/loss buffer) for full training and LoRA, and whether it fits the GPU. Reads only the
+//! model's `config.json` (a local directory, a Hub id already in the HF cache, or `[model.init]`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use graft_train::plan::{plan, render_text, PlanOptions};
+use graft_train::Recipe;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Recipe TOML file.
+    pub recipe: PathBuf,
+    /// Memory of one GPU: bytes or a size with a unit (80GB, 24GiB) [default: 80GB].
+    #[arg(long, value_name = "SIZE")]
+    pub gpu_mem: Option<String>,
+    /// Data-parallel devices (each holds a full replica) [default: the recipe's train.devices, else 1].
+    #[arg(long, value_name = "N")]
+    pub devices: Option<usize>,
+    /// Print the report as JSON (bytes) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Override a recipe key, e.g. `--set data.seq_len=2048` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`graft plan` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let recipe = Recipe::load(&args.recipe, &args.set).with_context(|| format!("loading recipe {}", args.recipe.display()))?;
+    let gpu_mem = args
+        .gpu_mem
+        .as_deref()
+        .map(graft_llama::export::parse_size)
+        .transpose()
+        .context("--gpu-mem")?;
+    if args.devices == Some(0) {
+        anyhow::bail!("--devices must be at least 1");
+    }
+    let report = plan(&recipe, &PlanOptions { gpu_mem, devices: args.devices })
+        .with_context(|| format!("planning {}", args.recipe.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_text(&report));
+    }
+    Ok(())
 }

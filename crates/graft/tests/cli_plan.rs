@@ -1,0 +1,84 @@
+//! `graft plan` end to end: the Llama-3-8B figures of the Instruction Pre-Training docs (16 GB
+//! bf16 weights, 16 GB bf16 gradients, 96 GB AdamW state), JSON output, the fit verdict and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// config.json of meta-llama/Meta-Llama-3-8B.
+const LLAMA3_8B: &str = r#"{
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu", "hidden_size": 4096,
+  "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 8192,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32,
+  "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": null,
+  "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.0.dev0", "use_cache": true, "vocab_size": 128256
+}"#;
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("Meta-Llama-3-8B")).unwrap();
+    std::fs::write(dir.path().join("Meta-Llama-3-8B/config.json"), LLAMA3_8B).unwrap();
+    std::fs::write(dir.path().join("web.jsonl"), "{}\n").unwrap();
+    let recipe = "name = \"biomed-8b\"\n[model]\nbase = \"Meta-Llama-3-8B\"\ndtype = \"bf16\"\n[data]\nseq_len = 4096\n\
+                  [[data.sources]]\nname = \"web\"\npath = \"web.jsonl\"\n[train]\nmicro_batch_size = 1\n\
+                  grad_accum = 16\nsteps = 4000\nlr = 1e-5\n";
+    let path = dir.path().join("recipe.toml");
+    std::fs::write(&path, recipe).unwrap();
+    (dir, path)
+}
+
+fn graft(args: &[&str], recipe: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft")).arg("plan").arg(recipe).args(args).output().unwrap()
+}
+
+/// The value column(s) of the table row starting with `label`.
+fn row<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label:?} in\n{text}"))[label.len()..].trim()
+}
+
+#[test]
+fn llama3_8b_table() {
+    let (_d, recipe) = setup();
+    let out = graft(&["--gpu-mem", "80GB", "--devices", "4"], &recipe);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(row(&text, "parameters").starts_with("8030261248 (8.03 B), bf16 weights"), "{text}");
+    assert!(row(&text, "weights").starts_with("16.06 GB"), "{text}");
+    assert!(row(&text, "gradients").starts_with("16.06 GB"), "{text}");
+    assert!(row(&text, "optimizer state (AdamW)").starts_with("96.36 GB"), "{text}");
+    assert!(row(&text, "  of which logits/loss buffer").starts_with("5.25 GB"), "{text}");
+    assert!(text.contains("4 GPU(s) of 80.00 GB"), "{text}");
+    assert_eq!(row(&text, "fits 80.00 GB?").split_whitespace().next(), Some("no"), "{text}");
+    assert!(text.contains("does NOT fit") && text.contains("sharding") && text.contains("use LoRA"), "{text}");
+}
+
+#[test]
+fn json_report() {
+    let (_d, recipe) = setup();
+    let out = graft(&["--json", "--gpu-mem", "141GB"], &recipe);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 8_030_261_248u64);
+    assert_eq!(v["full"]["weights"], 16_060_522_496u64);
+    assert_eq!(v["full"]["gradients"], 16_060_522_496u64);
+    assert_eq!(v["full"]["optimizer"], 96_363_134_976u64);
+    assert_eq!(v["gpu_mem"], 141_000_000_000u64);
+    assert_eq!(v["devices"], 1);
+    assert!(v["advice"].as_array().unwrap().len() == 3);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let (dir, recipe) = setup();
+    let out = graft(&["--gpu-mem", "lots"], &recipe);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--gpu-mem") && err.contains("lots"), "{err}");
+
+    std::fs::remove_file(dir.path().join("Meta-Llama-3-8B/config.json")).unwrap();
+    let out = graft(&[], &recipe);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.json"), "{err}");
+}
