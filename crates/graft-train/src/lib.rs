@@ -2,6 +2,7 @@
 //! global-norm clipping, checkpoints and TensorBoard logging.
 
 pub mod checkpoint;
+pub mod checkpointing;
 pub mod clip;
 pub mod logging;
 pub mod error;
