@@ -6,6 +6,7 @@ pub mod checkpointing;
 pub mod clip;
 pub mod logging;
 pub mod error;
+pub mod eval;
 pub mod optim;
 pub mod overrides;
 pub mod parallel;
