@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod checkpointing;
 pub mod clip;
 pub mod logging;
+pub mod lora;
 pub mod error;
 pub mod eval;
 pub mod optim;

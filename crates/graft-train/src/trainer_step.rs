@@ -95,6 +95,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         let options = ExportOptions { dtype: self.config.checkpoint_dtype, force: true, ..Default::default() };
         let model = self.model();
         let write_model = |out: &Path| -> Result<()> {
+            if graft_llama::lora::has_adapters(model) {
+                // LoRA: the checkpoint holds the adapter only (see crate::lora).
+                return crate::lora::write_adapter_checkpoint(model, out, &files, &options);
+            }
             graft_llama::export::write_hf_dir(out, &files, &mut ModelSource::new(model), &options, &mut |_, _| {})
                 .map(|_| ())
                 .map_err(|e| TrainError::Model(format!("writing checkpoint weights: {e}")))
@@ -112,7 +116,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             return Err(TrainError::Checkpoint { path: ckpt.path.clone(), message: format!("training state version {} is not supported (expected {STATE_VERSION})", state.version) });
         }
         let mut model = self.model.take().expect("model is present between steps");
-        let loaded = graft_llama::load_weights(&mut model, &ckpt.path);
+        let loaded = crate::lora::load_checkpoint_model(&mut model, &ckpt.path);
         self.model = Some(model);
         loaded.map_err(|e| TrainError::Model(format!("loading checkpoint {}: {e}", ckpt.path.display())))?;
         let path = ckpt.optimizer_path();
