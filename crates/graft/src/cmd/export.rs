@@ -1,10 +1,18 @@
 //! `graft export`: write a checkpoint as a HuggingFace model directory that `transformers` loads
 //! (`config.json`, `generation_config.json`, safetensors shards + index, tokenizer files).
+//!
+//! A LoRA checkpoint (a directory with `adapter_config.json`) is merged into its base model
+//! (`base_model_name_or_path`, or `--base DIR`) by default: `W + (alpha/r)·B·A` for every adapted
+//! weight, streamed tensor by tensor. With `--adapter-only` it is written as a PEFT adapter
+//! (`adapter_config.json` + `adapter_model.safetensors`) for `PeftModel.from_pretrained`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use graft_llama::export::{export_checkpoint, parse_size, ExportDtype, ExportOptions};
+use graft_llama::export::{
+    export_checkpoint, parse_size, ExportDtype, ExportOptions, ExportSummary,
+};
+use graft_llama::lora::export::{export_adapter, export_merged};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
@@ -29,6 +37,13 @@ pub struct Args {
     /// Hub revision, when CHECKPOINT is a repo id.
     #[arg(long)]
     pub revision: Option<String>,
+    /// LoRA checkpoints: write the PEFT adapter only instead of merging it into the base model.
+    #[arg(long)]
+    pub adapter_only: bool,
+    /// LoRA checkpoints: the base model to merge into (default: the adapter's
+    /// `base_model_name_or_path`, a local directory or a Hub repo in the HF cache).
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -38,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype: args.dtype,
         max_shard_size,
         force: args.force,
-        tokenizer_dir: args.tokenizer,
+        tokenizer_dir: args.tokenizer.clone(),
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -52,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let summary = export_checkpoint(&src, &args.out_dir, &options, &mut progress)
+    let summary = export(&args, &src, &options, &mut progress)
         .with_context(|| format!("exporting {} to {}", src.display(), args.out_dir.display()))?;
     bar.finish_and_clear();
     println!(
@@ -75,6 +90,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out_dir.display()
     );
     Ok(())
+}
+
+/// Plain export, LoRA merge or adapter-only export, depending on the checkpoint and flags.
+fn export(
+    args: &Args,
+    src: &std::path::Path,
+    options: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<ExportSummary> {
+    let lora = graft_llama::lora::is_adapter_dir(src);
+    if !lora && (args.adapter_only || args.base.is_some()) {
+        anyhow::bail!(
+            "{} is not a LoRA checkpoint (no adapter_config.json); --adapter-only and --base apply to LoRA checkpoints only",
+            src.display()
+        );
+    }
+    let summary = match (lora, args.adapter_only) {
+        (false, _) => export_checkpoint(src, &args.out_dir, options, progress)?,
+        (true, true) => export_adapter(src, &args.out_dir, options)?,
+        (true, false) => export_merged(src, args.base.as_deref(), &args.out_dir, options, progress)?,
+    };
+    Ok(summary)
 }
 
 fn human_bytes(bytes: u64) -> String {
