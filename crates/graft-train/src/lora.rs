@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use graft_llama::export::{ExportOptions, HfDirFiles, TOKENIZER_FILES};
+use graft_llama::export::{write_hf_dir, ExportOptions, HfDirFiles, ModelSource, TOKENIZER_FILES};
 use graft_llama::lora::{self, LoraConfig};
 use graft_llama::{Llama, ModelConfig};
 
@@ -47,16 +47,25 @@ pub fn prepare_model<B: Backend>(model: Llama<B>, recipe: &Recipe) -> Result<Lla
 }
 
 /// Writes the model part of a LoRA checkpoint into `out`: the PEFT adapter (in `options.dtype`)
-/// and the tokenizer files. `adapter_config.json` names the base as [`base_model_name`] gives it.
+/// and the tokenizer files. `adapter_config.json` names the base as [`base_model_name`] gives it;
+/// a base that exists only in memory (a `[model.init]` model) is written beside the adapter in
+/// `out/base/` (named `"base"`), so that the adapter can always be merged and resumed.
 pub fn write_adapter_checkpoint<B: Backend>(
     model: &Llama<B>,
     out: &Path,
     files: &HfDirFiles,
     options: &ExportOptions,
 ) -> Result<()> {
-    let base = base_model_name(&files.config);
+    let mut base = base_model_name(&files.config);
+    if base.is_empty() {
+        base = BASE_DIR.to_string();
+    }
     lora::save_adapter(model, out, &base, options)
         .map_err(|e| TrainError::Model(format!("writing the LoRA adapter: {e}")))?;
+    if base == BASE_DIR {
+        write_hf_dir(&out.join(BASE_DIR), files, &mut ModelSource::new(model), options, &mut |_, _| {})
+            .map_err(|e| TrainError::Model(format!("writing the frozen base beside the adapter: {e}")))?;
+    }
     let Some(dir) = &files.tokenizer_dir else { return Ok(()) };
     for name in TOKENIZER_FILES {
         let src = dir.join(name);
@@ -66,6 +75,9 @@ pub fn write_adapter_checkpoint<B: Backend>(
     }
     Ok(())
 }
+
+/// Where a LoRA checkpoint keeps a base that has no directory of its own.
+pub const BASE_DIR: &str = "base";
 
 /// The `base_model_name_or_path` of a base whose `config.json` was read from `config.path`: the
 /// Hub id for a snapshot in the HF cache (`.../models--org--name/snapshots/<rev>/config.json`),
@@ -87,9 +99,14 @@ pub fn base_model_name(config: &ModelConfig) -> String {
 }
 
 /// Loads the model part of the checkpoint `dir` into `model`: its adapter when `dir` holds one
-/// (the model must carry adapters of the same shape), else every weight.
+/// (the model must carry adapters of the same shape; a base stored in `dir/base/` is loaded
+/// first), else every weight.
 pub fn load_checkpoint_model<B: Backend>(model: &mut Llama<B>, dir: &Path) -> graft_llama::Result<()> {
     if lora::is_adapter_dir(dir) {
+        let base = dir.join(BASE_DIR);
+        if base.join("config.json").is_file() {
+            graft_llama::load_weights(model, &base)?;
+        }
         lora::load_adapter_weights(model, dir).map(|_| ())
     } else {
         graft_llama::load_weights(model, dir)

@@ -124,3 +124,37 @@ fn base_model_names() {
     let bad = LoraSection { rank: 4, alpha: 8.0, dropout: 0.0, target_modules: vec!["wq".into()] };
     assert!(lora_config(&bad).unwrap_err().to_string().contains("wq"));
 }
+
+/// A base that exists only in memory (a `[model.init]` model) is stored in the checkpoint's
+/// `base/`, so the adapter can be merged and a resumed run gets the same base back.
+#[test]
+fn in_memory_base_is_stored_beside_the_adapter() {
+    let device = Default::default();
+    let (model, mut config) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
+    config.path = "recipe.toml [model.init]".into();
+    let mut cfg = golden_config();
+    cfg.steps = 2;
+    let run_dir = tempfile::tempdir().unwrap();
+    let model = apply_lora(model, &lora(), 0).unwrap();
+    let mut first = Trainer::<B>::new(model, config.clone(), cfg.clone(), device).with_run_dir(run_dir.path()).unwrap();
+    first.run(&mut VecSource::new(golden_batches())).unwrap();
+
+    let latest = CheckpointDir::new(run_dir.path()).unwrap().latest().unwrap().unwrap();
+    assert!(latest.path.join("base/config.json").is_file() && latest.path.join("base/model.safetensors").is_file());
+    let adapter_config = graft_llama::lora::read_adapter_config(&latest.path).unwrap();
+    assert_eq!(adapter_config.base_model.as_deref(), Some("base"));
+    let out = run_dir.path().join("merged");
+    let options = graft_llama::export::ExportOptions { dtype: graft_llama::export::ExportDtype::F32, ..Default::default() };
+    graft_llama::lora::export::export_merged(&latest.path, None, &out, &options, &mut |_, _| {}).unwrap();
+    assert!(out.join("model.safetensors").is_file());
+
+    // Resume onto a different (random) base: the stored base and adapter come back exactly.
+    let other = apply_lora(config.llama.init::<B>(&device), &lora(), 1).unwrap();
+    let mut second = Trainer::<B>::new(other, config, cfg, device).with_run_dir(run_dir.path()).unwrap();
+    assert_eq!(second.resume(&mut VecSource::new(golden_batches())).unwrap(), Some(2));
+    let same = |a: Vec<(String, Vec<f32>)>, b: Vec<(String, Vec<f32>)>| {
+        a.iter().zip(&b).all(|((n, x), (m, y))| n == m && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()))
+    };
+    assert!(same(params(first.model()), params(second.model())), "base weights not restored");
+    assert!(same(adapters(&first), adapters(&second)), "adapters not restored");
+}

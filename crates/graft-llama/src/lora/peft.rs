@@ -208,40 +208,49 @@ impl<B: Backend> TensorSource for AdapterSource<'_, B> {
 }
 
 /// Loads the PEFT adapter in `dir` into `model`: attaches adapters (freezing the base) if the
-/// model has none, else checks that its adapters have the same rank, alpha and targets (their
-/// dropout is kept); then sets every
-/// `lora_A`/`lora_B` from the file. Every adapter must be present, with its shape, and nothing
-/// else. Returns the model and the adapter's settings.
+/// model has none, then sets them from the file as [`load_adapter_weights`] does. Returns the
+/// model and the adapter's settings.
 pub fn load_adapter<B: Backend>(model: Llama<B>, dir: &Path) -> Result<(Llama<B>, AdapterConfig)> {
+    let mut model = match lora_config(&model) {
+        None => apply_lora(model, &read_adapter_config(dir)?.lora, 0)?,
+        Some(_) => model,
+    };
+    let config = load_adapter_weights(&mut model, dir)?;
+    Ok((model, config))
+}
+
+/// Sets the adapters of `model` from the PEFT adapter in `dir`. The model's adapters must have
+/// the file's rank, alpha and targets (their dropout is kept); every `lora_A`/`lora_B` must be in
+/// the file with its shape, and nothing else. Nothing is changed when the check fails.
+pub fn load_adapter_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Result<AdapterConfig> {
     let config = read_adapter_config(dir)?;
     let path = dir.join(ADAPTER_WEIGHTS_FILE);
     let bad = |message: String| Error::Adapter {
         path: path.clone(),
         message,
     };
-    let mut model = match lora_config(&model) {
-        None => apply_lora(model, &config.lora, 0)?,
-        Some(have)
-            if have.rank == config.lora.rank
-                && have.alpha == config.lora.alpha
-                && have.targets == config.lora.targets =>
-        {
-            model
-        }
-        Some(have) => {
-            let (want, file) = (&have, &config.lora);
-            return Err(bad(format!(
-                "the model's adapters (rank {}, alpha {}, targets {:?}) differ from the file's (rank {}, alpha {}, targets {:?})",
-                want.rank, want.alpha, want.target_names(), file.rank, file.alpha, file.target_names()
-            )));
-        }
-    };
+    let (want, file) = (lora_config(model), &config.lora);
+    let matches = want.as_ref().is_some_and(|w| {
+        w.rank == file.rank && w.alpha == file.alpha && w.targets == file.targets
+    });
+    if !matches {
+        let have = want.map_or("no adapters".to_string(), |w| {
+            format!("rank {}, alpha {}, targets {:?}", w.rank, w.alpha, w.target_names())
+        });
+        return Err(bad(format!(
+            "the model's adapters ({have}) differ from the file's (rank {}, alpha {}, targets {:?})",
+            file.rank,
+            file.alpha,
+            file.target_names()
+        )));
+    }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| Error::Safetensors {
         path: path.clone(),
         message: e.to_string(),
     })?;
     let expected = expected_tensors(model.config(), &config.lora);
+    let mut plan = Vec::with_capacity(expected.len());
     for (name, view) in tensors.iter() {
         let Some(&shape) = expected.get(name) else {
             return Err(bad(format!("unexpected tensor {name} (shape {:?})", view.shape())));
@@ -249,15 +258,18 @@ pub fn load_adapter<B: Backend>(model: Llama<B>, dir: &Path) -> Result<(Llama<B>
         if view.shape() != shape.as_slice() {
             return Err(bad(format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
         }
-        let data = crate::load::to_tensor_data(&path, name, view.dtype(), view.shape(), view.data())?;
-        let (layer, target, part) = parse_peft_name(name).ok_or_else(|| bad(format!("bad name {name}")))?;
-        set_adapter_tensor(&mut model, layer, target, part, data);
+        let parsed = parse_peft_name(name).ok_or_else(|| bad(format!("bad name {name}")))?;
+        plan.push((name, view, parsed));
     }
     if let Some(missing) = expected.keys().find(|n| tensors.tensor(n).is_err()) {
         return Err(bad(format!("missing tensor {missing}")));
     }
+    for (name, view, (layer, target, part)) in plan {
+        let data = crate::load::to_tensor_data(&path, name, view.dtype(), view.shape(), view.data())?;
+        set_adapter_tensor(model, layer, target, part, data);
+    }
     tracing::info!(dir = %dir.display(), "loaded LoRA adapter");
-    Ok((model, config))
+    Ok(config)
 }
 
 /// PEFT name → shape of every adapter tensor of a model of `config` adapted with `lora`.
@@ -302,7 +314,7 @@ fn set_adapter_tensor<B: Backend>(
 
 /// The directory an adapter's base model lives in: `explicit` if given, else
 /// `base_model_name_or_path` as a local directory (absolute, or relative to the working
-/// directory or to the adapter's parent) or a Hub repo in the local cache.
+/// directory, the adapter directory or its parent) or a Hub repo in the local cache.
 pub fn resolve_base(adapter_dir: &Path, config: &AdapterConfig, explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         return crate::hub::resolve(&dir.to_string_lossy(), None);
@@ -311,10 +323,11 @@ pub fn resolve_base(adapter_dir: &Path, config: &AdapterConfig, explicit: Option
         path: adapter_dir.join(ADAPTER_CONFIG_FILE),
         message: "no base_model_name_or_path; pass --base DIR".into(),
     })?;
-    if let Some(parent) = adapter_dir.parent() {
-        let beside = parent.join(name);
-        if Path::new(name).is_relative() && beside.is_dir() && !Path::new(name).exists() {
-            return Ok(beside);
+    if Path::new(name).is_relative() && !Path::new(name).exists() {
+        let inside = Some(adapter_dir.join(name));
+        let beside = adapter_dir.parent().map(|p| p.join(name));
+        if let Some(dir) = [inside, beside].into_iter().flatten().find(|d| d.is_dir()) {
+            return Ok(dir);
         }
     }
     crate::hub::resolve(name, None).map_err(|e| Error::Adapter {
