@@ -1,8 +1,42 @@
-//! `graft bench` (placeholder until implemented).
+//! `graft bench`: benchmarks that print numbers, never pass/fail.
+//!
+//! - `graft bench model`: a random Llama-shaped model generated on the fly — load time against a
+//!   raw read of the same bytes, peak RSS of the load against the model size, and training-step
+//!   (forward + backward) tokens/s on the CPU backend, each beside PyTorch CPU on the same shape
+//!   when `torch` and `transformers` are installed.
+//!
+//! Each benchmark is a variant of [`BenchCommand`] with its own module under `bench/`.
+
+mod load_child;
+mod model;
+mod report;
+mod torch;
+
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`graft bench` is not implemented yet")
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Model benchmark: load time vs raw read, peak RSS vs model size, forward+backward tokens/s,
+    /// each against PyTorch CPU on the same shape.
+    Model(model::ModelArgs),
+    /// (internal) Load the checkpoint in DIR and print the load time and peak RSS as JSON; run by
+    /// `bench model` in a fresh process so that the peak RSS is the load's alone.
+    #[command(hide = true)]
+    LoadChild {
+        /// An HF checkpoint directory.
+        dir: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Model(a) => model::run(a),
+        BenchCommand::LoadChild { dir } => load_child::run(&dir),
+    }
 }
