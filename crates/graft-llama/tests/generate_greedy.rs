@@ -55,7 +55,12 @@ fn greedy_picks_the_argmax_of_a_full_forward_pass() {
             Tensor::from_data(TensorData::new(ids, [1, seq.len()]), &Default::default());
         let logits = model.forward(input);
         let [_, n, v] = logits.dims();
-        let last: Vec<f32> = logits.narrow(1, n - 1, 1).reshape([v]).into_data().to_vec().unwrap();
+        let last: Vec<f32> = logits
+            .narrow(1, n - 1, 1)
+            .reshape([v])
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert_eq!(argmax(&last), t);
         seq.push(t);
     }
@@ -113,9 +118,19 @@ fn bad_prompts_are_errors() {
         Err(GenerateError::EmptyPrompt)
     ));
     let err = generate(&model, &[1, 384], &config, &mut |_| {}).unwrap_err();
-    assert!(matches!(err, GenerateError::TokenOutOfRange { index: 1, id: 384, vocab: 384 }));
+    assert!(matches!(
+        err,
+        GenerateError::TokenOutOfRange {
+            index: 1,
+            id: 384,
+            vocab: 384
+        }
+    ));
     let mut bad = config.clone();
-    bad.sampling = Sampling::Sample { temperature: 1.0, top_p: 1.5 };
+    bad.sampling = Sampling::Sample {
+        temperature: 1.0,
+        top_p: 1.5,
+    };
     assert!(matches!(
         generate(&model, &[1], &bad, &mut |_| {}),
         Err(GenerateError::Sampling(_))

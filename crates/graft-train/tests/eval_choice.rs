@@ -22,8 +22,12 @@ fn golden_rows() -> (Vec<ChoiceRow>, Vec<Vec<f64>>) {
         for k in [1usize, 5, 17, 28] {
             let cont = seq[k..(k + 4).min(seq.len())].to_vec();
             let at = &lp[r][k - 1];
-            let best = (0..at.len()).max_by(|&a, &b| at[a].total_cmp(&at[b])).unwrap() as u32;
-            let worst = (0..at.len()).min_by(|&a, &b| at[a].total_cmp(&at[b])).unwrap() as u32;
+            let best = (0..at.len())
+                .max_by(|&a, &b| at[a].total_cmp(&at[b]))
+                .unwrap() as u32;
+            let worst = (0..at.len())
+                .min_by(|&a, &b| at[a].total_cmp(&at[b]))
+                .unwrap() as u32;
             let golden_cont: f64 = cont
                 .iter()
                 .enumerate()
@@ -58,8 +62,8 @@ fn choice_logliks_equal_golden_log_probs() {
     }
     for batch_size in [1, 5] {
         let options = ChoiceOptions::new(4096, batch_size);
-        let result = score_choice_task(&model, None, None, &rows, &options, &mut |_, _| {})
-            .expect("score");
+        let result =
+            score_choice_task(&model, None, None, &rows, &options, &mut |_, _| {}).expect("score");
         assert_eq!(result.n, rows.len());
         for (row, exp) in result.per_row.iter().zip(&expected) {
             for (got, want) in row.loglik.iter().zip(exp) {
@@ -72,7 +76,11 @@ fn choice_logliks_equal_golden_log_probs() {
             .iter()
             .zip(&expected)
             .filter(|(row, exp)| {
-                let normed: Vec<f64> = exp.iter().zip([4.0, 1.0, 1.0]).map(|(l, n)| l / n).collect();
+                let normed: Vec<f64> = exp
+                    .iter()
+                    .zip([4.0, 1.0, 1.0])
+                    .map(|(l, n)| l / n)
+                    .collect();
                 argmax(&normed) == row.gold
             })
             .count();
@@ -105,20 +113,56 @@ fn left_truncation_keeps_the_last_max_length_tokens() {
     let model = tiny();
     let (rows, _) = golden_rows();
     let long = &rows[7]; // context 28 tokens
-    let ChoiceInput::Ids { context, choices } = &long.input else { unreachable!() };
+    let ChoiceInput::Ids { context, choices } = &long.input else {
+        unreachable!()
+    };
     let short_ctx = context[context.len() - 3..].to_vec();
     let short = ChoiceRow {
-        input: ChoiceInput::Ids { context: short_ctx, choices: choices.clone() },
+        input: ChoiceInput::Ids {
+            context: short_ctx,
+            choices: choices.clone(),
+        },
         ..long.clone()
     };
     // With max_length = 3 + 4 - 1 the long row's 4-token choice sees exactly the short row's tokens.
     let options = ChoiceOptions::new(6, 2);
-    let a = score_choice_task(&model, None, None, &[long.clone()], &options, &mut |_, _| {}).unwrap();
-    let b = score_choice_task(&model, None, None, &[short], &ChoiceOptions::new(4096, 2), &mut |_, _| {}).unwrap();
-    let full = score_choice_task(&model, None, None, &[long.clone()], &ChoiceOptions::new(4096, 2), &mut |_, _| {}).unwrap();
-    let (a, b, full) = (a.per_row[0].loglik[0], b.per_row[0].loglik[0], full.per_row[0].loglik[0]);
+    let a = score_choice_task(
+        &model,
+        None,
+        None,
+        std::slice::from_ref(long),
+        &options,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let b = score_choice_task(
+        &model,
+        None,
+        None,
+        &[short],
+        &ChoiceOptions::new(4096, 2),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let full = score_choice_task(
+        &model,
+        None,
+        None,
+        std::slice::from_ref(long),
+        &ChoiceOptions::new(4096, 2),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let (a, b, full) = (
+        a.per_row[0].loglik[0],
+        b.per_row[0].loglik[0],
+        full.per_row[0].loglik[0],
+    );
     assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-    assert!((a - full).abs() > 1e-4, "truncation must change the score: {a} vs {full}");
+    assert!(
+        (a - full).abs() > 1e-4,
+        "truncation must change the score: {a} vs {full}"
+    );
 }
 
 #[test]
@@ -126,15 +170,41 @@ fn encode_pair_follows_lm_eval() {
     let tok_path = fixtures().join("llama3-tokenizer/tokenizer.json");
     let tok = TextTokenizer::from_file(&tok_path, Some(128000), Some(128001)).unwrap();
     let p = std::path::Path::new("t.jsonl");
-    let (ctx, cont) = encode_pair(&tok, Some(128000), "Question: Is it safe?\nAnswer:", " yes", p, 1).unwrap();
+    let (ctx, cont) = encode_pair(
+        &tok,
+        Some(128000),
+        "Question: Is it safe?\nAnswer:",
+        " yes",
+        p,
+        1,
+    )
+    .unwrap();
     assert_eq!(ctx[0], 128000, "BOS first");
-    assert_eq!(ctx.iter().filter(|&&t| t == 128000).count(), 1, "no double BOS");
+    assert_eq!(
+        ctx.iter().filter(|&&t| t == 128000).count(),
+        1,
+        "no double BOS"
+    );
     let mut whole = vec![128000];
-    tok.encode_docs(&["Question: Is it safe?\nAnswer: yes".to_string()], None, None, &mut whole).unwrap();
+    tok.encode_docs(
+        &["Question: Is it safe?\nAnswer: yes".to_string()],
+        None,
+        None,
+        &mut whole,
+    )
+    .unwrap();
     assert_eq!([ctx.clone(), cont.clone()].concat(), whole);
     assert_eq!(cont.len(), 1, "\" yes\" is one Llama-3 token");
     // Trailing whitespace of the context moves to the continuation.
-    let (ctx2, cont2) = encode_pair(&tok, Some(128000), "Question: Is it safe?\nAnswer: ", "yes", p, 1).unwrap();
+    let (ctx2, cont2) = encode_pair(
+        &tok,
+        Some(128000),
+        "Question: Is it safe?\nAnswer: ",
+        "yes",
+        p,
+        1,
+    )
+    .unwrap();
     assert_eq!((ctx2, cont2), (ctx, cont));
 }
 
@@ -143,7 +213,11 @@ fn task_files_parse_and_bad_rows_name_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = json!({"context": "Q?", "choices": ["a", "b"], "gold": 1}).to_string();
     let ids = json!({"context_ids": [1, 5], "choices_ids": [[7], [8, 9]], "gold": 0}).to_string();
-    let path = write_jsonl(dir.path(), "task.jsonl", &[good.clone(), String::new(), ids]);
+    let path = write_jsonl(
+        dir.path(),
+        "task.jsonl",
+        &[good.clone(), String::new(), ids],
+    );
     let rows = read_choice_rows(&path, None).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].line, 3);
@@ -152,9 +226,18 @@ fn task_files_parse_and_bad_rows_name_file_and_line() {
     let cases = [
         ("{not json", "not a valid row"),
         (r#"{"context": "Q", "choices": ["a", "b"]}"#, "no \"gold\""),
-        (r#"{"context": "Q", "choices": ["a", "b"], "gold": 2}"#, "only 2 choices"),
-        (r#"{"context": "Q", "choices": ["a"], "gold": 0}"#, "at least 2"),
-        (r#"{"prompt": "Q", "choices": ["a", "b"], "gold": 0}"#, "not a valid row"),
+        (
+            r#"{"context": "Q", "choices": ["a", "b"], "gold": 2}"#,
+            "only 2 choices",
+        ),
+        (
+            r#"{"context": "Q", "choices": ["a"], "gold": 0}"#,
+            "at least 2",
+        ),
+        (
+            r#"{"prompt": "Q", "choices": ["a", "b"], "gold": 0}"#,
+            "not a valid row",
+        ),
     ];
     for (bad, needle) in cases {
         let path = write_jsonl(dir.path(), "bad.jsonl", &[good.clone(), bad.to_string()]);
@@ -175,13 +258,19 @@ fn task_files_parse_and_bad_rows_name_file_and_line() {
     let err = score_choice_task(&model, None, Some(1), &rows, &options, &mut |_, _| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("oov.jsonl:1") && err.contains("choices_ids[1][0] = 384"), "{err}");
+    assert!(
+        err.contains("oov.jsonl:1") && err.contains("choices_ids[1][0] = 384"),
+        "{err}"
+    );
     let path = write_jsonl(dir.path(), "text.jsonl", &[good]);
     let rows = read_choice_rows(&path, None).unwrap();
     let err = score_choice_task(&model, None, Some(1), &rows, &options, &mut |_, _| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("text.jsonl:1") && err.contains("no tokenizer"), "{err}");
+    assert!(
+        err.contains("text.jsonl:1") && err.contains("no tokenizer"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,6 +279,8 @@ fn sample_task_files_parse() {
         let path = fixtures().join(format!("../../data/eval/{name}.jsonl"));
         let rows = read_choice_rows(&path, None).unwrap();
         assert!(rows.len() >= 24, "{name}: {} rows", rows.len());
-        assert!(rows.iter().all(|r| matches!(r.input, ChoiceInput::Text { .. })));
+        assert!(rows
+            .iter()
+            .all(|r| matches!(r.input, ChoiceInput::Text { .. })));
     }
 }

@@ -12,7 +12,15 @@ use serde_json::json;
 
 fn nll(rows: &[Vec<u32>], seq_len: usize, batch: usize) -> (u64, f64) {
     let model = tiny();
-    let r = perplexity(&model, rows, seq_len, batch, "rows".as_ref(), &mut |_, _| {}).unwrap();
+    let r = perplexity(
+        &model,
+        rows,
+        seq_len,
+        batch,
+        "rows".as_ref(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert!((r.ppl - r.nll.exp()).abs() < 1e-9);
     (r.tokens, r.nll)
 }
@@ -23,7 +31,11 @@ fn whole_rows_match_the_golden_loss() {
     for batch in [1, 2] {
         let (tokens, nll) = nll(&rows, 4096, batch);
         assert_eq!(tokens, 62);
-        assert!((nll - golden_loss()).abs() <= 1e-5, "{nll} vs {}", golden_loss());
+        assert!(
+            (nll - golden_loss()).abs() <= 1e-5,
+            "{nll} vs {}",
+            golden_loss()
+        );
     }
 }
 
@@ -65,8 +77,15 @@ fn windowed_perplexity_equals_separate_passes() {
     let (tokens, got) = nll(&rows, 10, 3);
     assert_eq!(tokens as f64, count);
     assert_eq!(tokens, 62);
-    assert!((got - sum / count).abs() <= 1e-5, "{got} vs {}", sum / count);
-    assert!((got - golden_loss()).abs() > 1e-4, "windows lose context, so the NLL differs");
+    assert!(
+        (got - sum / count).abs() <= 1e-5,
+        "{got} vs {}",
+        sum / count
+    );
+    assert!(
+        (got - golden_loss()).abs() > 1e-4,
+        "windows lose context, so the NLL differs"
+    );
 }
 
 #[test]
@@ -77,13 +96,21 @@ fn text_rows_get_one_bos_and_match_their_ids() {
     let path = write_jsonl(
         dir.path(),
         "rows.jsonl",
-        &[json!({"text": "Hello world"}).to_string(), json!({"input_ids": [128000, 9906]}).to_string()],
+        &[
+            json!({"text": "Hello world"}).to_string(),
+            json!({"input_ids": [128000, 9906]}).to_string(),
+        ],
     );
     let rows = read_perplexity_rows(&path, Some(&tok), Some(128000), 128256).unwrap();
     assert_eq!(rows, vec![vec![128000, 9906, 1917], vec![128000, 9906]]);
     // Those ids do not fit the tiny model's 384-token vocabulary: a clear error, not a panic.
-    let err = read_perplexity_rows(&path, Some(&tok), Some(128000), 384).unwrap_err().to_string();
-    assert!(err.contains("rows.jsonl:1") && err.contains("vocabulary"), "{err}");
+    let err = read_perplexity_rows(&path, Some(&tok), Some(128000), 384)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rows.jsonl:1") && err.contains("vocabulary"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,18 +126,36 @@ fn bad_rows_name_file_and_line() {
         (r#"{"text": "hello"}"#, "no tokenizer"),
     ];
     for (bad, needle) in cases {
-        let path = write_jsonl(dir.path(), "data.jsonl", &[good.clone(), String::new(), bad.into()]);
-        let err = read_perplexity_rows(&path, None, Some(1), 384).unwrap_err().to_string();
+        let path = write_jsonl(
+            dir.path(),
+            "data.jsonl",
+            &[good.clone(), String::new(), bad.into()],
+        );
+        let err = read_perplexity_rows(&path, None, Some(1), 384)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data.jsonl:3"), "{err}");
         assert!(err.contains(needle), "{bad}: {err}");
     }
     let missing = dir.path().join("missing.jsonl");
-    let err = read_perplexity_rows(&missing, None, Some(1), 384).unwrap_err().to_string();
+    let err = read_perplexity_rows(&missing, None, Some(1), 384)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.jsonl"), "{err}");
     // Nothing to score.
     let model = tiny();
-    let err = perplexity(&model, &[vec![1]], 8, 1, "one.jsonl".as_ref(), &mut |_, _| {})
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("one.jsonl") && err.contains("no targets"), "{err}");
+    let err = perplexity(
+        &model,
+        &[vec![1]],
+        8,
+        1,
+        "one.jsonl".as_ref(),
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("one.jsonl") && err.contains("no targets"),
+        "{err}"
+    );
 }

@@ -26,7 +26,10 @@ fn offline_prints_the_cached_snapshot_or_fails_clearly() {
     let env = [("HF_HUB_CACHE", c), ("HF_HUB_OFFLINE", "1")];
     let out = ok(graft(&["download", "org/tiny"], &env));
     assert_eq!(stdout(&out).trim(), snapshot.to_str().unwrap());
-    let out = ok(graft(&["download", "org/tiny", "--revision", "abc123"], &env));
+    let out = ok(graft(
+        &["download", "org/tiny", "--revision", "abc123"],
+        &env,
+    ));
     assert_eq!(stdout(&out).trim(), snapshot.to_str().unwrap());
     let out = graft(&["download", "org/other"], &env);
     assert!(!out.status.success());

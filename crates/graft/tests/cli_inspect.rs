@@ -16,10 +16,13 @@ fn inspect(extra: &[&str]) -> Value {
 #[test]
 fn parameter_count_matches_the_checkpoint() {
     let v = inspect(&[]);
-    let on_disk: u64 = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
-        .iter()
-        .flat_map(|f| tensor_sizes(&tiny_dir().join(f)))
-        .sum();
+    let on_disk: u64 = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    .iter()
+    .flat_map(|f| tensor_sizes(&tiny_dir().join(f)))
+    .sum();
     assert_eq!(v["parameters"]["total"].as_u64().unwrap(), on_disk);
     assert_eq!(v["parameters"]["trainable"], v["parameters"]["total"]);
     assert_eq!(v["parameters"]["trainable_method"], "full");
@@ -28,11 +31,17 @@ fn parameter_count_matches_the_checkpoint() {
     assert_eq!(v["dtype"], "float32");
     assert_eq!(v["weights_on_disk"]["files"], 2);
     // f32: weights in memory = 4 bytes per parameter.
-    assert_eq!(v["memory"]["inference"]["weights"].as_u64().unwrap(), 4 * on_disk);
+    assert_eq!(
+        v["memory"]["inference"]["weights"].as_u64().unwrap(),
+        4 * on_disk
+    );
     let full = v["memory"]["full_training"]["total"].as_u64().unwrap();
     let lora = v["memory"]["lora"]["total"].as_u64().unwrap();
     let inference = v["memory"]["inference"]["total"].as_u64().unwrap();
-    assert!(full > lora && lora > v["memory"]["inference"]["weights"].as_u64().unwrap(), "{v}");
+    assert!(
+        full > lora && lora > v["memory"]["inference"]["weights"].as_u64().unwrap(),
+        "{v}"
+    );
     assert!(inference > 0);
 }
 
@@ -43,25 +52,59 @@ fn lora_trainable_params_are_r_times_in_plus_out() {
     let expected = 2 * 4 * ((64 + 64) + (32 + 64));
     assert_eq!(v["parameters"]["trainable"].as_u64().unwrap(), expected);
     assert_eq!(v["parameters"]["trainable_method"], "lora");
-    assert_eq!(v["lora"]["targets"], serde_json::json!(["q_proj", "v_proj"]));
-    assert_eq!(v["memory"]["lora"]["adapters"].as_u64().unwrap(), 4 * expected);
+    assert_eq!(
+        v["lora"]["targets"],
+        serde_json::json!(["q_proj", "v_proj"])
+    );
+    assert_eq!(
+        v["memory"]["lora"]["adapters"].as_u64().unwrap(),
+        4 * expected
+    );
     // Default targets: all seven projections (gate/up: [176, 64], down: [64, 176]).
     let all = inspect(&["--lora-rank", "2"]);
     let per_layer = 2 * ((64 + 64) + 2 * (32 + 64) + (64 + 64) + 3 * (176 + 64));
-    assert_eq!(all["parameters"]["trainable"].as_u64().unwrap(), 2 * per_layer);
+    assert_eq!(
+        all["parameters"]["trainable"].as_u64().unwrap(),
+        2 * per_layer
+    );
 }
 
 #[test]
 fn text_output_and_errors() {
     let tiny = tiny_dir();
-    let out = ok(graft(&["inspect", tiny.to_str().unwrap(), "--lora-rank", "8"], &[]));
+    let out = ok(graft(
+        &["inspect", tiny.to_str().unwrap(), "--lora-rank", "8"],
+        &[],
+    ));
     let text = stdout(&out);
-    for needle in ["LlamaForCausalLM", "parameters:", "trainable:", "LoRA r=8", "inference", "full training", "float32"] {
+    for needle in [
+        "LlamaForCausalLM",
+        "parameters:",
+        "trainable:",
+        "LoRA r=8",
+        "inference",
+        "full training",
+        "float32",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
-    let out = graft(&["inspect", tiny.to_str().unwrap(), "--lora-rank", "8", "--lora-targets", "qkv"], &[]);
+    let out = graft(
+        &[
+            "inspect",
+            tiny.to_str().unwrap(),
+            "--lora-rank",
+            "8",
+            "--lora-targets",
+            "qkv",
+        ],
+        &[],
+    );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown LoRA target \"qkv\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown LoRA target \"qkv\""),
+        "{}",
+        stderr(&out)
+    );
     let out = graft(&["inspect", "/no/such/dir"], &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("/no/such/dir"), "{}", stderr(&out));

@@ -30,8 +30,14 @@ use crate::eval::score::{score_requests, ScoreRequest};
 /// The context and choices of a row, as text or as token ids.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChoiceInput {
-    Text { context: String, choices: Vec<String> },
-    Ids { context: Vec<u32>, choices: Vec<Vec<u32>> },
+    Text {
+        context: String,
+        choices: Vec<String>,
+    },
+    Ids {
+        context: Vec<u32>,
+        choices: Vec<Vec<u32>>,
+    },
 }
 
 /// One multiple-choice question.
@@ -130,12 +136,18 @@ fn parse_row(path: &Path, line: usize, r: RawRow) -> Result<ChoiceRow> {
         ChoiceInput::Text { choices, .. } => choices.len(),
         ChoiceInput::Ids { choices, .. } => choices.len(),
     };
-    let gold = r.gold.ok_or_else(|| err("row has no \"gold\" index".into()))?;
+    let gold = r
+        .gold
+        .ok_or_else(|| err("row has no \"gold\" index".into()))?;
     if n < 2 {
-        return Err(err(format!("row has {n} choices; a multiple-choice row needs at least 2")));
+        return Err(err(format!(
+            "row has {n} choices; a multiple-choice row needs at least 2"
+        )));
     }
     if gold >= n {
-        return Err(err(format!("gold = {gold} but the row has only {n} choices (gold is 0-based)")));
+        return Err(err(format!(
+            "gold = {gold} but the row has only {n} choices (gold is 0-based)"
+        )));
     }
     Ok(ChoiceRow {
         path: path.to_path_buf(),
@@ -155,7 +167,10 @@ pub fn encode_pair(
     line: usize,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let trimmed = context.trim_end();
-    let (context, continuation) = (trimmed, format!("{}{continuation}", &context[trimmed.len()..]));
+    let (context, continuation) = (
+        trimmed,
+        format!("{}{continuation}", &context[trimmed.len()..]),
+    );
     let whole = encode(tok, &format!("{context}{continuation}"), path, line)?;
     let ctx = encode(tok, context, path, line)?;
     let cont = whole.get(ctx.len()..).unwrap_or_default().to_vec();
@@ -168,16 +183,27 @@ pub fn encode_pair(
 /// last token, left-truncated to `max_length`, predicting the continuation.
 fn request(ctx: &[u32], cont: &[u32], max_length: usize, row: &ChoiceRow) -> Result<ScoreRequest> {
     if cont.is_empty() {
-        return Err(EvalError::row(&row.path, row.line, "a choice encodes to no tokens"));
+        return Err(EvalError::row(
+            &row.path,
+            row.line,
+            "a choice encodes to no tokens",
+        ));
     }
     if ctx.is_empty() {
-        return Err(EvalError::row(&row.path, row.line, "empty context and no BOS id to start from"));
+        return Err(EvalError::row(
+            &row.path,
+            row.line,
+            "empty context and no BOS id to start from",
+        ));
     }
     if cont.len() > max_length {
         return Err(EvalError::row(
             &row.path,
             row.line,
-            format!("a choice has {} tokens, more than max_length ({max_length})", cont.len()),
+            format!(
+                "a choice has {} tokens, more than max_length ({max_length})",
+                cont.len()
+            ),
         ));
     }
     let whole: Vec<u32> = ctx.iter().chain(cont).copied().collect();

@@ -65,10 +65,18 @@ pub fn read_perplexity_rows(
                 ids
             }
             (Some(_), Some(_)) => {
-                return Err(EvalError::row(path, line, "give either \"text\" or \"input_ids\", not both"))
+                return Err(EvalError::row(
+                    path,
+                    line,
+                    "give either \"text\" or \"input_ids\", not both",
+                ))
             }
             (None, None) => {
-                return Err(EvalError::row(path, line, "row needs a \"text\" or an \"input_ids\" field"))
+                return Err(EvalError::row(
+                    path,
+                    line,
+                    "row needs a \"text\" or an \"input_ids\" field",
+                ))
             }
         };
         if ids.len() < 2 {

@@ -23,9 +23,8 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>> {
         if text.trim().is_empty() {
             continue;
         }
-        let row = serde_json::from_str(&text).map_err(|e| {
-            EvalError::row(path, line_no, format!("not a valid row: {e}"))
-        })?;
+        let row = serde_json::from_str(&text)
+            .map_err(|e| EvalError::row(path, line_no, format!("not a valid row: {e}")))?;
         rows.push((line_no, row));
     }
     Ok(rows)

@@ -47,6 +47,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// `HF_HUB_OFFLINE` set to anything but "", "0" or "false" (as huggingface_hub reads it).
 fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off"))
+        .map(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off"
+            )
+        })
         .unwrap_or(false)
 }

@@ -107,8 +107,10 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
 /// A bar on stderr (hidden when stderr is not a terminal); `progress(done, total)` drives it.
 fn bar(what: &str) -> anyhow::Result<ProgressBar> {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()).with_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed} elapsed, ETA {eta})")?
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} ({elapsed} elapsed, ETA {eta})",
+        )?
+        .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     Ok(bar)

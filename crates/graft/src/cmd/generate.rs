@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tok = TextTokenizer::from_file(&tok_path, bos, None)?;
     let mut prompt: Vec<u32> = if args.no_bos { None } else { bos }.into_iter().collect();
     let mut encoded = Vec::new();
-    tok.encode_docs(&[args.prompt.clone()], None, None, &mut encoded)?;
+    tok.encode_docs(std::slice::from_ref(&args.prompt), None, None, &mut encoded)?;
     prompt.extend(encoded);
 
     let gen_config = GenerateConfig {
@@ -144,5 +144,35 @@ impl<'a> TextStream<'a> {
         let new = text[self.emitted..].to_string();
         self.emitted = text.len();
         new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_byte_characters_are_never_split() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/llama3-tokenizer/tokenizer.json"
+        ));
+        let tok = TextTokenizer::from_file(path, None, None).unwrap();
+        let text = "Café — 日本語 🙂 ok 𝔘𝔫𝔦 ꙮ 🦀🧬";
+        let mut ids = Vec::new();
+        tok.encode_docs(&[text.to_string()], None, None, &mut ids)
+            .unwrap();
+        let mut stream = TextStream::new(&tok);
+        let mut pieces = Vec::new();
+        for id in ids {
+            pieces.push(stream.push(id).unwrap());
+        }
+        pieces.push(stream.finish().unwrap());
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+        assert_eq!(pieces.concat(), text);
+        assert!(
+            pieces.iter().filter(|p| p.is_empty()).count() >= 1,
+            "some tokens held back: {pieces:?}"
+        );
     }
 }

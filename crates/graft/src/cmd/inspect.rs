@@ -103,7 +103,12 @@ fn report(args: &Args, dir: &std::path::Path, config: &ModelConfig) -> anyhow::R
 }
 
 /// Inference, LoRA and full-training estimates for the batch, sequence and dtype of `args`.
-fn memory(args: &Args, c: &LlamaConfig, rank: u64, targets: &[LayerParam]) -> anyhow::Result<Value> {
+fn memory(
+    args: &Args,
+    c: &LlamaConfig,
+    rank: u64,
+    targets: &[LayerParam],
+) -> anyhow::Result<Value> {
     let dtype_name = args
         .dtype
         .clone()
@@ -134,7 +139,10 @@ fn parse_targets(names: &[String]) -> anyhow::Result<Vec<LayerParam>> {
         let name = name.trim();
         let (_, param) = TARGETS.iter().find(|(n, _)| *n == name).with_context(|| {
             let known: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-            format!("unknown LoRA target {name:?}; expected one of {}", known.join(", "))
+            format!(
+                "unknown LoRA target {name:?}; expected one of {}",
+                known.join(", ")
+            )
         })?;
         if !out.contains(param) {
             out.push(*param);
@@ -207,28 +215,51 @@ fn print_text(r: &Value, lora: bool) {
     );
     println!(
         "parameters: {} total (embedding {}, attention {}, mlp {}, norm {}, lm_head {})",
-        count(n(&p["total"])), count(n(&p["embedding"])), count(n(&p["attention"])),
-        count(n(&p["mlp"])), count(n(&p["norm"])), count(n(&p["lm_head"]))
+        count(n(&p["total"])),
+        count(n(&p["embedding"])),
+        count(n(&p["attention"])),
+        count(n(&p["mlp"])),
+        count(n(&p["norm"])),
+        count(n(&p["lm_head"]))
     );
     let l = &r["lora"];
     let lora_desc = format!("LoRA r={} on {}", l["rank"], join(&l["targets"]));
     if lora {
         let pct = 100.0 * n(&p["trainable"]) as f64 / n(&p["total"]).max(1) as f64;
-        println!("trainable: {} ({lora_desc}, {pct:.3}% of the model)", count(n(&p["trainable"])));
+        println!(
+            "trainable: {} ({lora_desc}, {pct:.3}% of the model)",
+            count(n(&p["trainable"]))
+        );
     } else {
-        println!("trainable: {} (full fine-tuning; --lora-rank R for LoRA)", count(n(&p["trainable"])));
+        println!(
+            "trainable: {} (full fine-tuning; --lora-rank R for LoRA)",
+            count(n(&p["trainable"]))
+        );
     }
     println!(
         "memory ({}, batch {} × seq {}):",
-        m["dtype"].as_str().unwrap_or("?"), m["batch_size"], m["seq_len"]
+        m["dtype"].as_str().unwrap_or("?"),
+        m["batch_size"],
+        m["seq_len"]
     );
     let line = |what: &str, e: &Value| {
-        let parts: Vec<String> = ["weights", "adapters", "gradients", "optimizer", "kv_cache", "activations"]
-            .iter()
-            .filter(|k| n(&e[**k]) > 0)
-            .map(|k| format!("{} {}", k.replace('_', " "), human(n(&e[*k]))))
-            .collect();
-        println!("  {what:<24} {:>10}  ({})", human(n(&e["total"])), parts.join(", "));
+        let parts: Vec<String> = [
+            "weights",
+            "adapters",
+            "gradients",
+            "optimizer",
+            "kv_cache",
+            "activations",
+        ]
+        .iter()
+        .filter(|k| n(&e[**k]) > 0)
+        .map(|k| format!("{} {}", k.replace('_', " "), human(n(&e[*k]))))
+        .collect();
+        println!(
+            "  {what:<24} {:>10}  ({})",
+            human(n(&e["total"])),
+            parts.join(", ")
+        );
     };
     line("inference", &m["inference"]);
     line(&format!("LoRA (r={})", l["rank"]), &m["lora"]);
@@ -237,7 +268,12 @@ fn print_text(r: &Value, lora: bool) {
 
 fn join(v: &Value) -> String {
     v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 

@@ -44,9 +44,23 @@ pub fn read_tensor(path: &Path, name: &str) -> (String, Vec<usize>, Vec<u8>) {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let t = &header[name];
-    let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let off: Vec<usize> = t["data_offsets"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    (t["dtype"].as_str().unwrap().to_string(), shape, bytes[8 + n + off[0]..8 + n + off[1]].to_vec())
+    let shape = t["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let off: Vec<usize> = t["data_offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    (
+        t["dtype"].as_str().unwrap().to_string(),
+        shape,
+        bytes[8 + n + off[0]..8 + n + off[1]].to_vec(),
+    )
 }
 
 /// Element counts of every tensor of a safetensors file.
@@ -59,7 +73,14 @@ pub fn tensor_sizes(path: &Path) -> Vec<u64> {
         .unwrap()
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
-        .map(|(_, v)| v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product())
+        .map(|(_, v)| {
+            v["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .product()
+        })
         .collect()
 }
 
@@ -71,14 +92,19 @@ pub fn golden() -> PathBuf {
 pub fn golden_ids() -> Vec<Vec<i64>> {
     let (dtype, shape, data) = read_tensor(&golden(), "input_ids");
     assert_eq!(dtype, "I64");
-    let flat: Vec<i64> = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let flat: Vec<i64> = data
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     flat.chunks(shape[1]).map(<[i64]>::to_vec).collect()
 }
 
 pub fn golden_f32(name: &str) -> Vec<f32> {
     let (dtype, _, data) = read_tensor(&golden(), name);
     assert_eq!(dtype, "F32");
-    data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    data.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// A copy of the tiny model with a word-level `tokenizer.json`: "<unk>" 0, "<s>" 1, "</s>" 2 and
