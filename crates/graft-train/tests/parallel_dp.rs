@@ -107,6 +107,28 @@ fn a_failing_peer_stops_the_others() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("ran out of data") || err.to_string().contains("data parallel"), "{err}");
+    let four = ParallelConfig::local(4);
+    assert_eq!(four.peer_grad_accum(16).unwrap(), 4);
+    assert!(four.peer_grad_accum(6).unwrap_err().to_string().contains("multiple of 4"));
     let bad = run_data_parallel::<Inner, (), _>(&ParallelConfig::local(2), &devices[..1], |_| Ok(())).unwrap_err();
     assert!(bad.to_string().contains("1 device(s) given for 2 local peer(s)"), "{bad}");
+}
+
+#[test]
+fn multi_node_layout_and_addresses() {
+    use graft_train::parallel::GlobalConfig;
+    let global = |node_rank, orchestrator: &str| GlobalConfig {
+        num_nodes: 2,
+        node_rank,
+        orchestrator: orchestrator.into(),
+        node_address: "ws://10.0.0.2:3001".into(),
+        data_service_port: 3001,
+    };
+    let node1 = ParallelConfig { local_devices: 4, global: Some(global(1, "ws://10.0.0.1:3000")) };
+    assert_eq!(node1.world_size(), 8);
+    assert_eq!((0..4).map(|l| node1.rank(l)).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+    assert!(node1.collective_config().is_ok());
+    let bad = ParallelConfig { local_devices: 4, global: Some(global(1, "10.0.0.1:3000")) };
+    let err = bad.collective_config().unwrap_err().to_string();
+    assert!(err.contains("orchestrator address") && err.contains("ws://HOST:PORT"), "{err}");
 }
