@@ -8,7 +8,9 @@
 
 fn main() -> Result<(), String> {
     let arg = std::env::args().nth(1).unwrap_or_else(|| "3000".into());
-    let port: u16 = arg.parse().map_err(|_| format!("port {arg:?} is not a number in 1..65535; usage: orchestrator [PORT]"))?;
+    let port: u16 = arg.parse().map_err(|_| {
+        format!("port {arg:?} is not a number in 1..65535; usage: orchestrator [PORT]")
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -18,7 +18,9 @@
 use burn::backend::Autodiff;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-pub use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+pub use burn::backend::autodiff::checkpoint::strategy::{
+    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+};
 
 /// Training backend that keeps every activation for the backward pass.
 pub type Plain<B> = Autodiff<B, NoCheckpointing>;

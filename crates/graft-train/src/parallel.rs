@@ -29,7 +29,12 @@ use crate::error::{Result, TrainError};
 /// step's micro-batches and before clipping.
 pub trait GradSync<B: AutodiffBackend>: Send {
     /// Combine this peer's `(loss, grads)` with the other peers'; returns the global ones.
-    fn sync(&mut self, model: &graft_llama::Llama<B>, loss: f64, grads: GradientsParams) -> Result<(f64, GradientsParams)>;
+    fn sync(
+        &mut self,
+        model: &graft_llama::Llama<B>,
+        loss: f64,
+        grads: GradientsParams,
+    ) -> Result<(f64, GradientsParams)>;
     /// Number of peers (1 for no parallelism).
     fn world_size(&self) -> usize;
     /// This peer's rank in `0..world_size`.
@@ -57,14 +62,28 @@ fn collective_err(what: &str, e: collective::CollectiveError) -> TrainError {
 impl<B: Backend> DataParallel<B> {
     /// Register peer `rank` of `world` (all devices of all nodes) on `device`. Blocks until every
     /// local peer of `config` has registered (and, with several nodes, every node).
-    pub fn register(rank: usize, world: usize, device: B::Device, config: CollectiveConfig) -> Result<Self> {
+    pub fn register(
+        rank: usize,
+        world: usize,
+        device: B::Device,
+        config: CollectiveConfig,
+    ) -> Result<Self> {
         if rank >= world {
-            return Err(TrainError::Config(format!("data parallel: rank {rank} is not below world size {world}")));
+            return Err(TrainError::Config(format!(
+                "data parallel: rank {rank} is not below world size {world}"
+            )));
         }
         let peer = PeerId::from(rank);
-        collective::register::<B>(peer, device.clone(), config).map_err(|e| collective_err("register", e))?;
+        collective::register::<B>(peer, device.clone(), config)
+            .map_err(|e| collective_err("register", e))?;
         tracing::info!(rank, world, "data-parallel peer registered");
-        Ok(Self { peer, rank, world, device, finished: false })
+        Ok(Self {
+            peer,
+            rank,
+            world,
+            device,
+            finished: false,
+        })
     }
 
     /// This peer's rank.
@@ -80,19 +99,37 @@ impl<B: Backend> DataParallel<B> {
     /// The mean of `value` over all peers.
     pub fn mean_scalar(&self, value: f64) -> Result<f64> {
         let t = Tensor::<B, 1>::from_floats([value as f32], &self.device);
-        let out = collective::all_reduce::<B>(self.peer, t.into_primitive().tensor(), ReduceOperation::Mean)
-            .map_err(|e| collective_err("all-reduce of the loss", e))?;
+        let out = collective::all_reduce::<B>(
+            self.peer,
+            t.into_primitive().tensor(),
+            ReduceOperation::Mean,
+        )
+        .map_err(|e| collective_err("all-reduce of the loss", e))?;
         let t = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(out));
-        Ok(t.into_data().convert::<f64>().to_vec::<f64>().ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN))
+        Ok(t.into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(f64::NAN))
     }
 
     /// All-reduce (mean) every gradient of a parameter of `module`, in module order.
-    pub fn all_reduce_grads<AB, M>(&self, module: &M, grads: GradientsParams) -> Result<GradientsParams>
+    pub fn all_reduce_grads<AB, M>(
+        &self,
+        module: &M,
+        grads: GradientsParams,
+    ) -> Result<GradientsParams>
     where
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
     {
-        let mut visitor = ReduceVisitor::<AB> { _backend: std::marker::PhantomData, peer: self.peer, grads, error: None };
+        let mut visitor = ReduceVisitor::<AB> {
+            _backend: std::marker::PhantomData,
+            peer: self.peer,
+            grads,
+            error: None,
+        };
         module.visit(&mut visitor);
         match visitor.error {
             Some(e) => Err(collective_err("all-reduce of the gradients", e)),
@@ -107,7 +144,12 @@ impl<B: Backend> DataParallel<B> {
         AB: AutodiffBackend<InnerBackend = B>,
         M: Module<AB>,
     {
-        let mut mapper = CopyFromRootMapper::<AB> { _backend: std::marker::PhantomData, peer: self.peer, root: self.rank == 0, error: None };
+        let mut mapper = CopyFromRootMapper::<AB> {
+            _backend: std::marker::PhantomData,
+            peer: self.peer,
+            root: self.rank == 0,
+            error: None,
+        };
         let module = module.map(&mut mapper);
         match mapper.error {
             Some(e) => Err(collective_err("copying rank 0's parameters", e)),
@@ -131,7 +173,12 @@ impl<B: Backend> Drop for DataParallel<B> {
 }
 
 impl<AB: AutodiffBackend> GradSync<AB> for DataParallel<AB::InnerBackend> {
-    fn sync(&mut self, model: &graft_llama::Llama<AB>, loss: f64, grads: GradientsParams) -> Result<(f64, GradientsParams)> {
+    fn sync(
+        &mut self,
+        model: &graft_llama::Llama<AB>,
+        loss: f64,
+        grads: GradientsParams,
+    ) -> Result<(f64, GradientsParams)> {
         let grads = self.all_reduce_grads::<AB, _>(model, grads)?;
         Ok((self.mean_scalar(loss)?, grads))
     }
@@ -157,9 +204,18 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for ReduceVisitor<AB> {
         if self.error.is_some() {
             return;
         }
-        let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(param.id) else { return };
-        match collective::all_reduce::<AB::InnerBackend>(self.peer, grad.into_primitive().tensor(), ReduceOperation::Mean) {
-            Ok(out) => self.grads.register(param.id, Tensor::<AB::InnerBackend, D>::from_primitive(TensorPrimitive::Float(out))),
+        let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(param.id) else {
+            return;
+        };
+        match collective::all_reduce::<AB::InnerBackend>(
+            self.peer,
+            grad.into_primitive().tensor(),
+            ReduceOperation::Mean,
+        ) {
+            Ok(out) => self.grads.register(
+                param.id,
+                Tensor::<AB::InnerBackend, D>::from_primitive(TensorPrimitive::Float(out)),
+            ),
             Err(e) => self.error = Some(e),
         }
     }
@@ -180,15 +236,27 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for CopyFromRootMapper<AB> {
         let (id, tensor, mapper) = param.consume();
         let require_grad = tensor.is_require_grad();
         let inner = tensor.inner();
-        let contribution = if self.root { inner.clone() } else { inner.zeros_like() };
-        let tensor = match collective::all_reduce::<AB::InnerBackend>(self.peer, contribution.into_primitive().tensor(), ReduceOperation::Sum) {
+        let contribution = if self.root {
+            inner.clone()
+        } else {
+            inner.zeros_like()
+        };
+        let tensor = match collective::all_reduce::<AB::InnerBackend>(
+            self.peer,
+            contribution.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        ) {
             Ok(out) => Tensor::from_inner(Tensor::from_primitive(TensorPrimitive::Float(out))),
             Err(e) => {
                 self.error = Some(e);
                 Tensor::from_inner(inner)
             }
         };
-        let tensor = if require_grad { tensor.require_grad() } else { tensor };
+        let tensor = if require_grad {
+            tensor.require_grad()
+        } else {
+            tensor
+        };
         Param::from_mapped_value(id, tensor, mapper)
     }
 }

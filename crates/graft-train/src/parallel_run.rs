@@ -36,7 +36,10 @@ pub struct ParallelConfig {
 impl ParallelConfig {
     /// One node with `devices` devices.
     pub fn local(devices: usize) -> Self {
-        Self { local_devices: devices, global: None }
+        Self {
+            local_devices: devices,
+            global: None,
+        }
     }
 
     /// Number of peers over all nodes.
@@ -53,7 +56,7 @@ impl ParallelConfig {
     /// `grad_accum` micro-batches: `grad_accum / world_size`, which must divide evenly.
     pub fn peer_grad_accum(&self, grad_accum: usize) -> Result<usize> {
         let world = self.world_size();
-        if world == 0 || grad_accum % world != 0 {
+        if world == 0 || !grad_accum.is_multiple_of(world) {
             return Err(TrainError::Config(format!(
                 "train.grad_accum = {grad_accum} cannot be split over {world} data-parallel peers; \
                  use a multiple of {world} (each peer runs grad_accum / peers micro-batches per step)"
@@ -71,9 +74,12 @@ impl ParallelConfig {
         if let Some(g) = &self.global {
             let addr = |what: &str, s: &str| {
                 if !s.starts_with("ws://") {
-                    return Err(TrainError::Config(format!("{what} {s:?} must look like ws://HOST:PORT")));
+                    return Err(TrainError::Config(format!(
+                        "{what} {s:?} must look like ws://HOST:PORT"
+                    )));
                 }
-                burn_communication::Address::from_str(s).map_err(|e| TrainError::Config(format!("{what} {s:?}: {e}")))
+                burn_communication::Address::from_str(s)
+                    .map_err(|e| TrainError::Config(format!("{what} {s:?}: {e}")))
             };
             c = c
                 .with_num_nodes(g.num_nodes)
@@ -93,10 +99,12 @@ impl ParallelConfig {
             )));
         }
         match &self.global {
-            Some(g) if g.num_nodes == 0 || g.node_rank >= g.num_nodes => Err(TrainError::Config(format!(
-                "data parallel: node rank {} must be below the number of nodes {}",
-                g.node_rank, g.num_nodes
-            ))),
+            Some(g) if g.num_nodes == 0 || g.node_rank >= g.num_nodes => {
+                Err(TrainError::Config(format!(
+                    "data parallel: node rank {} must be below the number of nodes {}",
+                    g.node_rank, g.num_nodes
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -106,7 +114,11 @@ impl ParallelConfig {
 /// peer (hand it to [`crate::Trainer::with_grad_sync`]). Returns the results in local-rank order,
 /// or the first error. When a peer fails, the local collective is reset so that the other peers
 /// stop waiting for it and fail too, instead of hanging.
-pub fn run_data_parallel<B, T, F>(config: &ParallelConfig, devices: &[B::Device], body: F) -> Result<Vec<T>>
+pub fn run_data_parallel<B, T, F>(
+    config: &ParallelConfig,
+    devices: &[B::Device],
+    body: F,
+) -> Result<Vec<T>>
 where
     B: Backend,
     T: Send,
@@ -139,7 +151,11 @@ where
             .into_iter()
             .enumerate()
             .map(|(local, h)| {
-                h.join().unwrap_or_else(|_| Err(TrainError::Config(format!("data parallel: local peer {local} panicked"))))
+                h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Config(format!(
+                        "data parallel: local peer {local} panicked"
+                    )))
+                })
             })
             .collect()
     });

@@ -66,7 +66,12 @@ impl MethodPlan {
 
     /// Per-GPU total, with or without activation checkpointing.
     pub fn total(&self, checkpointing: bool) -> u64 {
-        self.state() + if checkpointing { self.activations_checkpointed } else { self.activations }
+        self.state()
+            + if checkpointing {
+                self.activations_checkpointed
+            } else {
+                self.activations
+            }
     }
 }
 
@@ -107,16 +112,24 @@ pub struct PlanReport {
 pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
     let (config, model) = recipe_model_config(recipe)?;
     let dtype = weight_dtype(recipe.model.dtype);
-    let state_dtype = DTypeSize::from_torch(&recipe.train.optimizer_state_dtype).ok_or_else(|| {
-        TrainError::Config(format!(
-            "train.optimizer_state_dtype = {:?}: use \"f32\", \"bf16\" or \"f16\"",
-            recipe.train.optimizer_state_dtype
-        ))
-    })?;
-    let (batch, seq) = (recipe.train.micro_batch_size as u64, recipe.data.seq_len as u64);
+    let state_dtype =
+        DTypeSize::from_torch(&recipe.train.optimizer_state_dtype).ok_or_else(|| {
+            TrainError::Config(format!(
+                "train.optimizer_state_dtype = {:?}: use \"f32\", \"bf16\" or \"f16\"",
+                recipe.train.optimizer_state_dtype
+            ))
+        })?;
+    let (batch, seq) = (
+        recipe.train.micro_batch_size as u64,
+        recipe.data.seq_len as u64,
+    );
     let full = full_plan(&config, dtype, state_dtype, batch, seq);
     let lora = lora_plan(recipe, &config, dtype, state_dtype, batch, seq)?;
-    let devices = options.devices.or(recipe.train.devices.as_ref().map(Vec::len)).unwrap_or(1).max(1);
+    let devices = options
+        .devices
+        .or(recipe.train.devices.as_ref().map(Vec::len))
+        .unwrap_or(1)
+        .max(1);
     let mut report = PlanReport {
         model,
         params: param_counts(&config).total(),
@@ -138,7 +151,13 @@ pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
 }
 
 /// Full fine-tuning with AdamW on `config`.
-pub fn full_plan(config: &LlamaConfig, dtype: DTypeSize, state: DTypeSize, batch: u64, seq: u64) -> MethodPlan {
+pub fn full_plan(
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    state: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> MethodPlan {
     let params = param_counts(config).total();
     MethodPlan {
         label: "full".into(),
@@ -155,12 +174,25 @@ pub fn full_plan(config: &LlamaConfig, dtype: DTypeSize, state: DTypeSize, batch
 
 /// LoRA with the recipe's `[lora]` (or the defaults): frozen weights, f32 adapters, f32 gradients
 /// and moments for the adapters only.
-fn lora_plan(recipe: &Recipe, config: &LlamaConfig, dtype: DTypeSize, state: DTypeSize, batch: u64, seq: u64) -> Result<MethodPlan> {
+fn lora_plan(
+    recipe: &Recipe,
+    config: &LlamaConfig,
+    dtype: DTypeSize,
+    state: DTypeSize,
+    batch: u64,
+    seq: u64,
+) -> Result<MethodPlan> {
     let (rank, names): (usize, Vec<String>) = match &recipe.lora {
         Some(l) => (l.rank, l.target_modules.clone()),
-        None => (DEFAULT_LORA_RANK, DEFAULT_LORA_TARGETS.iter().map(|s| s.to_string()).collect()),
+        None => (
+            DEFAULT_LORA_RANK,
+            DEFAULT_LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
+        ),
     };
-    let targets = names.iter().map(|n| lora_target(n)).collect::<Result<Vec<_>>>()?;
+    let targets = names
+        .iter()
+        .map(|n| lora_target(n))
+        .collect::<Result<Vec<_>>>()?;
     let adapters = lora_param_count(config, rank as u64, &targets);
     Ok(MethodPlan {
         label: format!("lora r{rank} ({})", names.join(", ")),
@@ -207,16 +239,25 @@ fn dtype_name(dtype: DTypeSize) -> &'static str {
 /// model's `config.json` (a local directory, or a Hub id found in the HF cache), or `[model.init]`.
 pub fn recipe_model_config(recipe: &Recipe) -> Result<(LlamaConfig, String)> {
     if let Some(init) = &recipe.model.init {
-        let mut json = serde_json::to_value(init).map_err(|e| TrainError::Config(format!("[model.init]: {e}")))?;
+        let mut json = serde_json::to_value(init)
+            .map_err(|e| TrainError::Config(format!("[model.init]: {e}")))?;
         json["model_type"] = "llama".into();
         let parsed = ModelConfig::from_json_str(&json.to_string(), "[model.init]")
             .map_err(|e| TrainError::Config(format!("[model.init]: {e}")))?;
         return Ok((parsed.llama, "[model.init]".into()));
     }
-    let base = recipe.model.base.as_deref().ok_or_else(|| TrainError::Config("[model] needs `base` or [model.init]".into()))?;
+    let base = recipe
+        .model
+        .base
+        .as_deref()
+        .ok_or_else(|| TrainError::Config("[model] needs `base` or [model.init]".into()))?;
     let path = base_config_path(base)?;
     let parsed = ModelConfig::from_file(&path).map_err(|e| TrainError::Model(e.to_string()))?;
-    let what = if Path::new(base).exists() { path.display().to_string() } else { format!("{base} ({})", path.display()) };
+    let what = if Path::new(base).exists() {
+        path.display().to_string()
+    } else {
+        format!("{base} ({})", path.display())
+    };
     Ok((parsed.llama, what))
 }
 
@@ -225,9 +266,16 @@ pub fn recipe_model_config(recipe: &Recipe) -> Result<(LlamaConfig, String)> {
 fn base_config_path(base: &str) -> Result<PathBuf> {
     let local = Path::new(base);
     if local.exists() {
-        let path = if local.is_dir() { local.join("config.json") } else { local.to_path_buf() };
+        let path = if local.is_dir() {
+            local.join("config.json")
+        } else {
+            local.to_path_buf()
+        };
         if !path.is_file() {
-            return Err(TrainError::MissingPath { key: "model.base (config.json)".into(), path });
+            return Err(TrainError::MissingPath {
+                key: "model.base (config.json)".into(),
+                path,
+            });
         }
         return Ok(path);
     }
@@ -237,7 +285,10 @@ fn base_config_path(base: &str) -> Result<PathBuf> {
     let cached = graft_llama::hub::hub_cache_dir().and_then(|cache| {
         let root = cache.join(format!("models--{}", base.replace('/', "--")));
         let commit = std::fs::read_to_string(root.join("refs/main")).ok()?;
-        let path = root.join("snapshots").join(commit.trim()).join("config.json");
+        let path = root
+            .join("snapshots")
+            .join(commit.trim())
+            .join("config.json");
         path.is_file().then_some(path)
     });
     cached.ok_or_else(|| {

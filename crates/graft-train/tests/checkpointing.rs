@@ -20,14 +20,26 @@ fn gradients<AB: AutodiffBackend>() -> Named {
     let device = Default::default();
     let (model, config) = graft_llama::load::<AB>(fixtures().join("tiny-llama3"), &device).unwrap();
     let batch = &golden_batches()[0];
-    let tokens = Tensor::<AB, 2, Int>::from_data(TensorData::new(batch.tokens.clone(), [batch.batch_size, batch.seq_len]), &device);
-    let loss = graft_llama::causal_lm_loss(model.forward(tokens.clone()), tokens, graft_llama::IGNORE_INDEX);
+    let tokens = Tensor::<AB, 2, Int>::from_data(
+        TensorData::new(batch.tokens.clone(), [batch.batch_size, batch.seq_len]),
+        &device,
+    );
+    let loss = graft_llama::causal_lm_loss(
+        model.forward(tokens.clone()),
+        tokens,
+        graft_llama::IGNORE_INDEX,
+    );
     let grads = loss.backward();
     graft_llama::param_keys(&config.llama)
         .into_iter()
         .map(|key| {
-            let g = model.grad(key, &grads).unwrap_or_else(|| panic!("no gradient for {}", key.hf_name()));
-            (key.hf_name(), g.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+            let g = model
+                .grad(key, &grads)
+                .unwrap_or_else(|| panic!("no gradient for {}", key.hf_name()));
+            (
+                key.hf_name(),
+                g.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+            )
         })
         .collect()
 }
@@ -39,7 +51,11 @@ fn max_diff(a: &Named, b: &Named) -> (f32, String) {
     for ((na, va), (nb, vb)) in a.iter().zip(b) {
         assert_eq!(na, nb);
         assert_eq!(va.len(), vb.len(), "{na}");
-        let d = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let d = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
         if d > worst.0 {
             worst = (d, na.clone());
         }
@@ -51,7 +67,10 @@ fn max_diff(a: &Named, b: &Named) -> (f32, String) {
 fn same_gradients_with_and_without_checkpointing() {
     let plain = gradients::<Plain<Flex>>();
     let ckpt = gradients::<Checkpointed<Flex>>();
-    assert!(plain.iter().all(|(_, g)| g.iter().any(|v| *v != 0.0)), "every parameter gets a gradient");
+    assert!(
+        plain.iter().all(|(_, g)| g.iter().any(|v| *v != 0.0)),
+        "every parameter gets a gradient"
+    );
     let (d, name) = max_diff(&plain, &ckpt);
     assert!(d <= 1e-6, "max abs gradient difference {d} in {name}");
 }
@@ -64,7 +83,8 @@ impl TrainJob<Flex> for ThreeSteps {
     type Output = (Named, TypeId);
     fn run<AB: AutodiffBackend<InnerBackend = Flex>>(self) -> Self::Output {
         let device = Default::default();
-        let (model, config) = graft_llama::load::<AB>(fixtures().join("tiny-llama3"), &device).unwrap();
+        let (model, config) =
+            graft_llama::load::<AB>(fixtures().join("tiny-llama3"), &device).unwrap();
         let mut train_config = golden_config();
         train_config.steps = 3;
         let mut trainer = Trainer::<AB>::new(model, config, train_config, device);
@@ -81,6 +101,10 @@ fn dispatch_trains_the_same_either_way() {
     assert_eq!(ckpt_ty, TypeId::of::<Checkpointed<Flex>>());
     let (d, name) = max_diff(&plain, &ckpt);
     assert!(d <= 1e-6, "max abs weight difference {d} in {name}");
-    let (init, _) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
-    assert!(max_diff(&params(&init), &plain).0 > 1e-4, "training moved the weights");
+    let (init, _) =
+        graft_llama::load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
+    assert!(
+        max_diff(&params(&init), &plain).0 > 1e-4,
+        "training moved the weights"
+    );
 }

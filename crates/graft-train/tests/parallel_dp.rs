@@ -17,7 +17,11 @@ type Inner = <B as AutodiffBackend>::InnerBackend;
 static COLLECTIVE: Mutex<()> = Mutex::new(());
 
 /// Train tiny-llama3 on `batches` with `grad_accum`, optionally as a data-parallel peer.
-fn train(batches: Vec<TokenBatch>, grad_accum: usize, dp: Option<DataParallel<Inner>>) -> (Vec<StepReport>, Vec<(String, Vec<f32>)>) {
+fn train(
+    batches: Vec<TokenBatch>,
+    grad_accum: usize,
+    dp: Option<DataParallel<Inner>>,
+) -> (Vec<StepReport>, Vec<(String, Vec<f32>)>) {
     let device = Default::default();
     let (model, config) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
     let mut train_config = golden_config();
@@ -51,32 +55,59 @@ fn two_peers_equal_one_peer_with_twice_the_micro_batches() {
         assert_eq!(reports.len(), single_reports.len());
         for (a, b) in reports.iter().zip(&single_reports) {
             assert!(!a.skipped && a.lr == b.lr);
-            assert!((a.loss - b.loss).abs() < 1e-5, "rank {rank} step {}: loss {} vs {}", a.step, a.loss, b.loss);
-            assert!((a.grad_norm - b.grad_norm).abs() < 1e-5 * b.grad_norm, "rank {rank} step {}: norm {} vs {}", a.step, a.grad_norm, b.grad_norm);
+            assert!(
+                (a.loss - b.loss).abs() < 1e-5,
+                "rank {rank} step {}: loss {} vs {}",
+                a.step,
+                a.loss,
+                b.loss
+            );
+            assert!(
+                (a.grad_norm - b.grad_norm).abs() < 1e-5 * b.grad_norm,
+                "rank {rank} step {}: norm {} vs {}",
+                a.step,
+                a.grad_norm,
+                b.grad_norm
+            );
         }
         assert_eq!(weights.len(), single.len());
         let mut worst = (0.0f32, String::new());
         for ((name, got), (name2, want)) in weights.iter().zip(&single) {
             assert_eq!(name, name2);
-            let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let diff = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             if diff > worst.0 {
                 worst = (diff, name.clone());
             }
         }
-        assert!(worst.0 <= 1e-6, "rank {rank}: max abs diff {} in {}", worst.0, worst.1);
+        assert!(
+            worst.0 <= 1e-6,
+            "rank {rank}: max abs diff {} in {}",
+            worst.0,
+            worst.1
+        );
     }
     // the two replicas are bit-identical: they took the same averaged step
     assert_eq!(peers[0].1, peers[1].1);
     // and training moved the weights (the comparison is not against the initial model)
-    let (init, _) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
-    assert!(params(&init).iter().zip(&single).any(|((_, a), (_, b))| a != b));
+    let (init, _) =
+        graft_llama::load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
+    assert!(params(&init)
+        .iter()
+        .zip(&single)
+        .any(|((_, a), (_, b))| a != b));
 }
 
 #[test]
 fn rank0_init_is_copied_to_every_peer() {
     let _guard = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
     burn::collective::reset_collective::<Inner>();
-    let config = graft_llama::ModelConfig::from_file(fixtures().join("tiny-llama3/config.json")).unwrap().llama;
+    let config = graft_llama::ModelConfig::from_file(fixtures().join("tiny-llama3/config.json"))
+        .unwrap()
+        .llama;
     let devices = vec![Default::default(); 3];
     let out = run_data_parallel::<Inner, _, _>(&ParallelConfig::local(3), &devices, |dp| {
         let model = config.init::<B>(&Default::default());
@@ -89,7 +120,10 @@ fn rank0_init_is_copied_to_every_peer() {
     assert_eq!(&out[0].1, rank0, "rank 0 keeps its own weights");
     for (before, after) in &out[1..] {
         assert_ne!(before, rank0, "peers start from different random weights");
-        assert_eq!(after, rank0, "after the sync every peer holds rank 0's weights exactly");
+        assert_eq!(
+            after, rank0,
+            "after the sync every peer holds rank 0's weights exactly"
+        );
     }
 }
 
@@ -100,18 +134,33 @@ fn a_failing_peer_stops_the_others() {
     let devices = vec![Default::default(); 2];
     let err = run_data_parallel::<Inner, (), _>(&ParallelConfig::local(2), &devices, |dp| {
         if dp.rank() == 1 {
-            return Err(graft_train::TrainError::Data("rank 1 ran out of data".into()));
+            return Err(graft_train::TrainError::Data(
+                "rank 1 ran out of data".into(),
+            ));
         }
         // rank 0 waits in an all-reduce that rank 1 never joins
         dp.mean_scalar(1.0).map(|_| ())
     })
     .unwrap_err();
-    assert!(err.to_string().contains("ran out of data") || err.to_string().contains("data parallel"), "{err}");
+    assert!(
+        err.to_string().contains("ran out of data") || err.to_string().contains("data parallel"),
+        "{err}"
+    );
     let four = ParallelConfig::local(4);
     assert_eq!(four.peer_grad_accum(16).unwrap(), 4);
-    assert!(four.peer_grad_accum(6).unwrap_err().to_string().contains("multiple of 4"));
-    let bad = run_data_parallel::<Inner, (), _>(&ParallelConfig::local(2), &devices[..1], |_| Ok(())).unwrap_err();
-    assert!(bad.to_string().contains("1 device(s) given for 2 local peer(s)"), "{bad}");
+    assert!(four
+        .peer_grad_accum(6)
+        .unwrap_err()
+        .to_string()
+        .contains("multiple of 4"));
+    let bad =
+        run_data_parallel::<Inner, (), _>(&ParallelConfig::local(2), &devices[..1], |_| Ok(()))
+            .unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("1 device(s) given for 2 local peer(s)"),
+        "{bad}"
+    );
 }
 
 #[test]
@@ -124,11 +173,23 @@ fn multi_node_layout_and_addresses() {
         node_address: "ws://10.0.0.2:3001".into(),
         data_service_port: 3001,
     };
-    let node1 = ParallelConfig { local_devices: 4, global: Some(global(1, "ws://10.0.0.1:3000")) };
+    let node1 = ParallelConfig {
+        local_devices: 4,
+        global: Some(global(1, "ws://10.0.0.1:3000")),
+    };
     assert_eq!(node1.world_size(), 8);
-    assert_eq!((0..4).map(|l| node1.rank(l)).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+    assert_eq!(
+        (0..4).map(|l| node1.rank(l)).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
     assert!(node1.collective_config().is_ok());
-    let bad = ParallelConfig { local_devices: 4, global: Some(global(1, "10.0.0.1:3000")) };
+    let bad = ParallelConfig {
+        local_devices: 4,
+        global: Some(global(1, "10.0.0.1:3000")),
+    };
     let err = bad.collective_config().unwrap_err().to_string();
-    assert!(err.contains("orchestrator address") && err.contains("ws://HOST:PORT"), "{err}");
+    assert!(
+        err.contains("orchestrator address") && err.contains("ws://HOST:PORT"),
+        "{err}"
+    );
 }

@@ -63,7 +63,11 @@ fn llama3_8b_full_training_figures() {
     assert_eq!(r.gpu_mem, 80_000_000_000);
     assert!(r.full.total(true) > r.gpu_mem);
     assert!(r.advice[0].contains("does NOT fit"), "{:?}", r.advice);
-    assert!(r.advice[1].contains("sharding") && r.advice[1].contains("GPUs"), "{:?}", r.advice);
+    assert!(
+        r.advice[1].contains("sharding") && r.advice[1].contains("GPUs"),
+        "{:?}",
+        r.advice
+    );
 }
 
 #[test]
@@ -71,7 +75,14 @@ fn optimizer_sharding_needed_is_the_smallest_that_fits() {
     // At 512 tokens the activations are small: weights + grads fit, the optimizer state does not.
     let (_d, path) = setup_seq(512, "");
     let gpu = 80_000_000_000u64;
-    let r = plan(&load(&path), &PlanOptions { gpu_mem: Some(gpu), devices: Some(4) }).unwrap();
+    let r = plan(
+        &load(&path),
+        &PlanOptions {
+            gpu_mem: Some(gpu),
+            devices: Some(4),
+        },
+    )
+    .unwrap();
     let f = &r.full;
     let fixed = f.weights + f.gradients + f.activations_checkpointed;
     assert!(fixed < gpu && f.total(true) > gpu);
@@ -94,7 +105,11 @@ fn lora_fits_one_gpu() {
     // graft materialises the attention scores: at 4096 tokens LoRA needs checkpointing to fit
     assert!(r.lora.total(true) < 80_000_000_000 && r.lora.total(false) > 80_000_000_000);
     println!("{}", render_text(&r));
-    assert!(r.advice[0].contains("lora r16 (q_proj, v_proj)") && r.advice[0].contains("— fits"), "{:?}", r.advice);
+    assert!(
+        r.advice[0].contains("lora r16 (q_proj, v_proj)") && r.advice[0].contains("— fits"),
+        "{:?}",
+        r.advice
+    );
     assert!(r.advice[2].contains("use LoRA"), "{:?}", r.advice);
 }
 
@@ -105,11 +120,31 @@ fn checkpointing_can_make_it_fit() {
     let probe = plan(&load(&path), &PlanOptions::default()).unwrap();
     let gpu = probe.full.total(true) + 1;
     assert!(gpu < probe.full.total(false));
-    let r = plan(&load(&path), &PlanOptions { gpu_mem: Some(gpu), devices: None }).unwrap();
-    assert!(r.advice[0].contains("checkpointing on") && r.advice[0].contains("— fits"), "{:?}", r.advice);
-    assert!(r.advice[1].contains("only with activation checkpointing"), "{:?}", r.advice);
+    let r = plan(
+        &load(&path),
+        &PlanOptions {
+            gpu_mem: Some(gpu),
+            devices: None,
+        },
+    )
+    .unwrap();
+    assert!(
+        r.advice[0].contains("checkpointing on") && r.advice[0].contains("— fits"),
+        "{:?}",
+        r.advice
+    );
+    assert!(
+        r.advice[1].contains("only with activation checkpointing"),
+        "{:?}",
+        r.advice
+    );
     let text = render_text(&r);
-    assert!(text.contains("16.06 GB") && text.contains("96.36 GB") && text.contains("logits/loss buffer"), "{text}");
+    assert!(
+        text.contains("16.06 GB")
+            && text.contains("96.36 GB")
+            && text.contains("logits/loss buffer"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -123,11 +158,16 @@ fn model_init_and_missing_config() {
     let r = plan(&load(&path), &PlanOptions::default()).unwrap();
     assert_eq!(r.model, "[model.init]");
     // tiny-llama3's size: 2·384·64 + 2·(4·64·16·2 + 2·64·16·2 + 3·64·176 + 2·64) + 64
-    assert_eq!(r.params, 2 * 384 * 64 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 176 + 2 * 64) + 64);
+    assert_eq!(
+        r.params,
+        2 * 384 * 64 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 176 + 2 * 64) + 64
+    );
 
     std::fs::remove_file(dir.path().join("model/config.json")).unwrap();
     let (_d2, path2) = setup("");
     std::fs::remove_file(path2.parent().unwrap().join("model/config.json")).unwrap();
-    let err = plan(&load(&path2), &PlanOptions::default()).unwrap_err().to_string();
+    let err = plan(&load(&path2), &PlanOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("config.json"), "{err}");
 }

@@ -29,12 +29,20 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn graft(args: &[&str], recipe: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft")).arg("plan").arg(recipe).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .arg("plan")
+        .arg(recipe)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// The value column(s) of the table row starting with `label`.
 fn row<'a>(text: &'a str, label: &str) -> &'a str {
-    text.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no row {label:?} in\n{text}"))[label.len()..].trim()
+    text.lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label:?} in\n{text}"))[label.len()..]
+        .trim()
 }
 
 #[test]
@@ -42,22 +50,46 @@ fn llama3_8b_table() {
     let (_d, recipe) = setup();
     let out = graft(&["--gpu-mem", "80GB", "--devices", "4"], &recipe);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(row(&text, "parameters").starts_with("8030261248 (8.03 B), bf16 weights"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        row(&text, "parameters").starts_with("8030261248 (8.03 B), bf16 weights"),
+        "{text}"
+    );
     assert!(row(&text, "weights").starts_with("16.06 GB"), "{text}");
     assert!(row(&text, "gradients").starts_with("16.06 GB"), "{text}");
-    assert!(row(&text, "optimizer state (AdamW)").starts_with("96.36 GB"), "{text}");
-    assert!(row(&text, "  of which logits/loss buffer").starts_with("5.25 GB"), "{text}");
+    assert!(
+        row(&text, "optimizer state (AdamW)").starts_with("96.36 GB"),
+        "{text}"
+    );
+    assert!(
+        row(&text, "  of which logits/loss buffer").starts_with("5.25 GB"),
+        "{text}"
+    );
     assert!(text.contains("4 GPU(s) of 80.00 GB"), "{text}");
-    assert_eq!(row(&text, "fits 80.00 GB?").split_whitespace().next(), Some("no"), "{text}");
-    assert!(text.contains("does NOT fit") && text.contains("sharding") && text.contains("use LoRA"), "{text}");
+    assert_eq!(
+        row(&text, "fits 80.00 GB?").split_whitespace().next(),
+        Some("no"),
+        "{text}"
+    );
+    assert!(
+        text.contains("does NOT fit") && text.contains("sharding") && text.contains("use LoRA"),
+        "{text}"
+    );
 }
 
 #[test]
 fn json_report() {
     let (_d, recipe) = setup();
     let out = graft(&["--json", "--gpu-mem", "141GB"], &recipe);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["params"], 8_030_261_248u64);
     assert_eq!(v["full"]["weights"], 16_060_522_496u64);

@@ -28,7 +28,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let recipe = Recipe::load(&args.recipe, &args.set).with_context(|| format!("loading recipe {}", args.recipe.display()))?;
+    let recipe = Recipe::load(&args.recipe, &args.set)
+        .with_context(|| format!("loading recipe {}", args.recipe.display()))?;
     let gpu_mem = args
         .gpu_mem
         .as_deref()
@@ -38,8 +39,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.devices == Some(0) {
         anyhow::bail!("--devices must be at least 1");
     }
-    let report = plan(&recipe, &PlanOptions { gpu_mem, devices: args.devices })
-        .with_context(|| format!("planning {}", args.recipe.display()))?;
+    let report = plan(
+        &recipe,
+        &PlanOptions {
+            gpu_mem,
+            devices: args.devices,
+        },
+    )
+    .with_context(|| format!("planning {}", args.recipe.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
