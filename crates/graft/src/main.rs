@@ -4,6 +4,8 @@
 
 mod backend;
 mod cmd;
+mod prep;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -68,5 +70,12 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Log lines go above any progress bar; no colour codes when stderr is a file or pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::StderrWriter)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
 }
