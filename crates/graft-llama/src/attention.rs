@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor};
 
 use crate::proj::{Proj, ProjConfig};
-use crate::rope::{apply_rotary, Rope};
+use crate::rope::{apply_rotary_rows, rotate_half_matrix, Rope};
 
 /// Configuration of an [`Attention`] block.
 #[derive(Config, Debug)]
@@ -50,13 +50,55 @@ pub struct Positions<B: Backend> {
     pub sin: Tensor<B, 2>,
     /// Additive causal mask, `[seq, offset + seq]` (f32).
     pub bias: Tensor<B, 2>,
+    /// `rotate_half` as a matrix, `[head_dim, head_dim]` (see [`rotate_half_matrix`]).
+    pub rot: Tensor<B, 2>,
+    /// `cos`/`sin` laid out for the query heads.
+    pub q: RotaryRows<B>,
+    /// `cos`/`sin` laid out for the key heads.
+    pub kv: RotaryRows<B>,
+}
+
+/// RoPE tables repeated over `heads` heads and flattened, so that they multiply a
+/// `[batch, seq · heads · head_dim]` view of the projections as one broadcast row.
+///
+/// # Shapes
+/// - `cos`, `sin`: `[1, seq · heads · head_dim]`
+#[derive(Debug, Clone)]
+pub struct RotaryRows<B: Backend> {
+    pub cos: Tensor<B, 2>,
+    pub sin: Tensor<B, 2>,
+}
+
+impl<B: Backend> RotaryRows<B> {
+    fn new(cos: &Tensor<B, 2>, sin: &Tensor<B, 2>, heads: usize) -> Self {
+        let rows = |t: &Tensor<B, 2>| {
+            let [seq, d] = t.dims();
+            let repeated = t.clone().unsqueeze_dim::<3>(1).repeat_dim(1, heads);
+            repeated.reshape([1, seq * heads * d])
+        };
+        Self {
+            cos: rows(cos),
+            sin: rows(sin),
+        }
+    }
 }
 
 impl<B: Backend> Positions<B> {
-    /// Tables for queries at positions `offset..offset + seq`.
-    pub fn new(rope: &Rope, offset: usize, seq: usize, device: &B::Device) -> Self {
+    /// Tables for queries at positions `offset..offset + seq`, for `heads` query heads and
+    /// `kv_heads` key/value heads.
+    pub fn new(
+        rope: &Rope,
+        offset: usize,
+        seq: usize,
+        [heads, kv_heads]: [usize; 2],
+        device: &B::Device,
+    ) -> Self {
         let (cos, sin) = rope.tables::<B>(offset, seq, device);
+        let [_, head_dim] = cos.dims();
         Self {
+            q: RotaryRows::new(&cos, &sin, heads),
+            kv: RotaryRows::new(&cos, &sin, kv_heads),
+            rot: rotate_half_matrix(head_dim, device),
             cos,
             sin,
             bias: causal_bias(offset, seq, device),
@@ -95,15 +137,16 @@ impl<B: Backend> Attention<B> {
         pos: &Positions<B>,
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
-        let [batch, seq, _] = x.dims();
-        let heads =
-            |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, self.head_dim]).swap_dims(1, 2);
+        let [batch, seq, hidden] = x.dims();
+        // Projections on `[batch · seq, hidden]`: 2-D matmuls, whose weight gradients need no
+        // reduction over a batch axis. RoPE runs before the heads are moved to axis 1.
+        let x = x.reshape([batch * seq, hidden]);
+        let heads = |t: Tensor<B, 2>, n: usize| t.reshape([batch, seq, n, self.head_dim]);
         let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
         let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
-        let v = heads(self.v_proj.forward(x), self.num_kv_heads);
-        let q = apply_rotary(q, &pos.cos, &pos.sin);
-        let mut k = apply_rotary(k, &pos.cos, &pos.sin);
-        let mut v = v;
+        let mut v = heads(self.v_proj.forward(x), self.num_kv_heads).swap_dims(1, 2);
+        let q = apply_rotary_rows(q, &pos.q, &pos.rot).swap_dims(1, 2);
+        let mut k = apply_rotary_rows(k, &pos.kv, &pos.rot).swap_dims(1, 2);
         if let Some(slot) = cache {
             if let Some(prev) = slot.take() {
                 k = Tensor::cat(vec![prev.k, k], 2);
@@ -117,8 +160,8 @@ impl<B: Backend> Attention<B> {
         let out = grouped_attention(q, k, v, &pos.bias);
         let out = out
             .swap_dims(1, 2)
-            .reshape([batch, seq, self.num_heads * self.head_dim]);
-        self.o_proj.forward(out)
+            .reshape([batch * seq, self.num_heads * self.head_dim]);
+        self.o_proj.forward(out).reshape([batch, seq, hidden])
     }
 }
 
@@ -145,11 +188,13 @@ pub fn grouped_attention<B: Backend>(
     let q = q.reshape([batch, kv_heads, n_rep * seq, head_dim]);
     let scale = (head_dim as f64).powf(-0.5);
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    // The mask is added as one broadcast row over `[batch · heads, seq · seq_k]`, which the CPU
+    // backend vectorizes (a `[seq, seq_k]` broadcast over 5 axes takes its scalar path).
     let scores = scores
         .cast(DType::F32)
-        .reshape([batch, kv_heads, n_rep, seq, seq_k]);
-    let scores = scores + bias.clone().unsqueeze::<5>();
-    let probs = softmax(scores, 4).cast(dtype);
+        .reshape([batch * heads, seq * seq_k])
+        + bias.clone().reshape([1, seq * seq_k]);
+    let probs = softmax(scores.reshape([batch * heads * seq, seq_k]), 1).cast(dtype);
     let probs = probs.reshape([batch, kv_heads, n_rep * seq, seq_k]);
     probs.matmul(v).reshape([batch, heads, seq, head_dim])
 }

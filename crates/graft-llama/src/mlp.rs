@@ -38,7 +38,12 @@ impl<B: Backend> Mlp<B> {
     /// - input: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        // 2-D matmuls: their weight gradients need no reduction over a batch axis.
+        let [batch, seq, hidden] = x.dims();
+        let x = x.reshape([batch * seq, hidden]);
         let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        self.down_proj
+            .forward(gate * self.up_proj.forward(x))
+            .reshape([batch, seq, hidden])
     }
 }

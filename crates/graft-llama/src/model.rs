@@ -180,7 +180,11 @@ impl<B: Backend> Llama<B> {
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize(self.layers.len(), None);
         }
-        let pos = Positions::new(&self.rope, offset, seq, &device);
+        let heads = [
+            self.config.num_attention_heads,
+            self.config.num_key_value_heads,
+        ];
+        let pos = Positions::new(&self.rope, offset, seq, heads, &device);
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
@@ -195,9 +199,14 @@ impl<B: Backend> Llama<B> {
     /// - `hidden`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, vocab]`
     pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        match &self.lm_head {
+        // A 2-D matmul: its weight gradient needs no reduction over a batch axis.
+        let [batch, seq, width] = hidden.dims();
+        let hidden = hidden.reshape([batch * seq, width]);
+        let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => linear(hidden, self.embed_tokens.val().transpose(), None),
-        }
+        };
+        let [_, vocab] = logits.dims();
+        logits.reshape([batch, seq, vocab])
     }
 }

@@ -3,6 +3,8 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+
+use crate::attention::RotaryRows;
 use serde::{Deserialize, Serialize};
 
 /// Llama-3.1 RoPE frequency scaling (`rope_type: "llama3"`).
@@ -120,4 +122,44 @@ pub fn apply_rotary<B: Backend>(
     let cos = cos.clone().unsqueeze::<4>();
     let sin = sin.clone().unsqueeze::<4>();
     x * cos + rotated * sin
+}
+
+/// `rotate_half` as a `[head_dim, head_dim]` matrix `R`, so that `rotate_half(x) = x · R`. Each
+/// output is one input times ±1 plus exact zeros, so the product is bit-identical to the
+/// slice-and-concatenate form, and runs as one contiguous matmul (forward and backward).
+///
+/// # Shapes
+/// - output: `[head_dim, head_dim]`
+pub fn rotate_half_matrix<B: Backend>(head_dim: usize, device: &B::Device) -> Tensor<B, 2> {
+    let half = head_dim / 2;
+    let mut r = vec![0.0f32; head_dim * head_dim];
+    for j in 0..half {
+        r[(j + half) * head_dim + j] = -1.0;
+        r[j * head_dim + j + half] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(r, [head_dim, head_dim]), device)
+}
+
+/// Applies RoPE to heads in projection layout, `x * cos + (x · R) * sin` (the same arithmetic as
+/// [`apply_rotary`]), with tables from [`RotaryRows`]. Every operand is contiguous, so the CPU
+/// backend takes its vectorized paths.
+///
+/// # Shapes
+/// - `x`: `[batch, seq, heads, head_dim]` (contiguous: a reshaped projection output)
+/// - `rows`: tables for `heads` heads of `seq` positions
+/// - `rot`: `[head_dim, head_dim]` from [`rotate_half_matrix`]
+/// - output: `[batch, seq, heads, head_dim]`
+pub fn apply_rotary_rows<B: Backend>(
+    x: Tensor<B, 4>,
+    rows: &RotaryRows<B>,
+    rot: &Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    let [batch, seq, heads, d] = x.dims();
+    let rotated = x
+        .clone()
+        .reshape([batch * seq * heads, d])
+        .matmul(rot.clone())
+        .reshape([batch, seq * heads * d]);
+    let x = x.reshape([batch, seq * heads * d]);
+    (x * rows.cos.clone() + rotated * rows.sin.clone()).reshape([batch, seq, heads, d])
 }
