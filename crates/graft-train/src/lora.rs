@@ -19,8 +19,13 @@ use crate::recipe::{LoraSection, Method, Recipe};
 
 /// The adapter settings of a `[lora]` table.
 pub fn lora_config(section: &LoraSection) -> Result<LoraConfig> {
-    LoraConfig::new(section.rank, section.alpha, section.dropout, &section.target_modules)
-        .map_err(|e| TrainError::Config(format!("[lora]: {e}")))
+    LoraConfig::new(
+        section.rank,
+        section.alpha,
+        section.dropout,
+        &section.target_modules,
+    )
+    .map_err(|e| TrainError::Config(format!("[lora]: {e}")))
 }
 
 /// The model a recipe trains, from its loaded base: unchanged for `method = "full"`; for
@@ -29,9 +34,10 @@ pub fn prepare_model<B: Backend>(model: Llama<B>, recipe: &Recipe) -> Result<Lla
     if recipe.train.method != Method::Lora {
         return Ok(model);
     }
-    let section = recipe.lora.as_ref().ok_or_else(|| {
-        TrainError::Config("train.method = \"lora\" needs a [lora] table".into())
-    })?;
+    let section = recipe
+        .lora
+        .as_ref()
+        .ok_or_else(|| TrainError::Config("train.method = \"lora\" needs a [lora] table".into()))?;
     let config = lora_config(section)?;
     let trainable = lora::trainable_param_count(model.config(), &config);
     let model = lora::apply_lora(model, &config, recipe.train.seed)
@@ -63,10 +69,20 @@ pub fn write_adapter_checkpoint<B: Backend>(
     lora::save_adapter(model, out, &base, options)
         .map_err(|e| TrainError::Model(format!("writing the LoRA adapter: {e}")))?;
     if base == BASE_DIR {
-        write_hf_dir(&out.join(BASE_DIR), files, &mut ModelSource::new(model), options, &mut |_, _| {})
-            .map_err(|e| TrainError::Model(format!("writing the frozen base beside the adapter: {e}")))?;
+        write_hf_dir(
+            &out.join(BASE_DIR),
+            files,
+            &mut ModelSource::new(model),
+            options,
+            &mut |_, _| {},
+        )
+        .map_err(|e| {
+            TrainError::Model(format!("writing the frozen base beside the adapter: {e}"))
+        })?;
     }
-    let Some(dir) = &files.tokenizer_dir else { return Ok(()) };
+    let Some(dir) = &files.tokenizer_dir else {
+        return Ok(());
+    };
     for name in TOKENIZER_FILES {
         let src = dir.join(name);
         if src.is_file() {
@@ -87,21 +103,35 @@ pub fn base_model_name(config: &ModelConfig) -> String {
     if path.file_name().is_none_or(|n| n != "config.json") {
         return String::new();
     }
-    let Some(dir) = path.parent() else { return String::new() };
-    let mut parts = dir.components().rev().map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let Some(dir) = path.parent() else {
+        return String::new();
+    };
+    let mut parts = dir
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
     let (_rev, snapshots, repo) = (parts.next(), parts.next(), parts.next());
     if let (Some("snapshots"), Some(repo)) = (snapshots.as_deref(), repo) {
-        if let Some((org, name)) = repo.strip_prefix("models--").and_then(|r| r.split_once("--")) {
+        if let Some((org, name)) = repo
+            .strip_prefix("models--")
+            .and_then(|r| r.split_once("--"))
+        {
             return format!("{org}/{name}");
         }
     }
-    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).to_string_lossy().into_owned()
+    std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Loads the model part of the checkpoint `dir` into `model`: its adapter when `dir` holds one
 /// (the model must carry adapters of the same shape; a base stored in `dir/base/` is loaded
 /// first), else every weight.
-pub fn load_checkpoint_model<B: Backend>(model: &mut Llama<B>, dir: &Path) -> graft_llama::Result<()> {
+pub fn load_checkpoint_model<B: Backend>(
+    model: &mut Llama<B>,
+    dir: &Path,
+) -> graft_llama::Result<()> {
     if lora::is_adapter_dir(dir) {
         let base = dir.join(BASE_DIR);
         if base.join("config.json").is_file() {

@@ -9,13 +9,20 @@ use std::path::Path;
 
 use burn::module::AutodiffModule;
 use common::*;
-use graft_llama::lora::{adapter_tensors, apply_lora, LoraConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
+use graft_llama::lora::{
+    adapter_tensors, apply_lora, LoraConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
+};
 use graft_train::lora::{base_model_name, lora_config};
 use graft_train::recipe::LoraSection;
 use graft_train::{CheckpointDir, StepReport, Trainer, VecSource};
 
 fn lora() -> LoraConfig {
-    let section = LoraSection { rank: 4, alpha: 8.0, dropout: 0.0, target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
+    let section = LoraSection {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+    };
     lora_config(&section).unwrap()
 }
 
@@ -36,7 +43,10 @@ fn trainer(run_dir: Option<&Path>, steps: u64) -> Trainer<B> {
 }
 
 fn adapters(t: &Trainer<B>) -> Vec<(String, Vec<f32>)> {
-    adapter_tensors(t.model()).into_iter().map(|(n, v)| (n, v.into_data().convert::<f32>().to_vec::<f32>().unwrap())).collect()
+    adapter_tensors(t.model())
+        .into_iter()
+        .map(|(n, v)| (n, v.into_data().convert::<f32>().to_vec::<f32>().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -46,20 +56,41 @@ fn lora_steps_change_adapters_only() {
     let adapters_before = adapters(&t);
     let mut data = VecSource::new(golden_batches());
     let reports: Vec<StepReport> = (0..3).map(|_| t.train_step(&mut data).unwrap()).collect();
-    assert!(reports.iter().all(|r| !r.skipped && r.loss.is_finite() && r.grad_norm > 0.0));
+    assert!(reports
+        .iter()
+        .all(|r| !r.skipped && r.loss.is_finite() && r.grad_norm > 0.0));
 
     for ((name, before), (_, after)) in base_before.iter().zip(params(t.model())) {
-        assert!(before.iter().zip(&after).all(|(a, b)| a.to_bits() == b.to_bits()), "frozen {name} changed");
+        assert!(
+            before
+                .iter()
+                .zip(&after)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "frozen {name} changed"
+        );
     }
     let adapters_after = adapters(&t);
     assert_eq!(adapters_after.len(), 2 * 3 * 2);
     for ((name, before), (_, after)) in adapters_before.iter().zip(&adapters_after) {
-        let moved = before.iter().zip(after).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let moved = before
+            .iter()
+            .zip(after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(moved > 1e-4, "{name} did not move ({moved})");
     }
     let state = t.optimizer().state();
-    assert_eq!(state.len(), 2 * 3 * 2, "AdamW state only for the adapters: {:?}", state.keys().collect::<Vec<_>>());
-    assert!(state.keys().all(|k| k.contains("lora")), "{:?}", state.keys().collect::<Vec<_>>());
+    assert_eq!(
+        state.len(),
+        2 * 3 * 2,
+        "AdamW state only for the adapters: {:?}",
+        state.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        state.keys().all(|k| k.contains("lora")),
+        "{:?}",
+        state.keys().collect::<Vec<_>>()
+    );
     assert!(state.values().all(|s| s.step == 3));
 }
 
@@ -72,17 +103,39 @@ fn adapter_checkpoints_resume_bit_identically() {
     let run_dir = tempfile::tempdir().unwrap();
     let mut first = trainer(Some(run_dir.path()), 4);
     let mut data = VecSource::new(golden_batches());
-    let mut reports: Vec<StepReport> = (0..2).map(|_| first.train_step(&mut data).unwrap()).collect();
+    let mut reports: Vec<StepReport> = (0..2)
+        .map(|_| first.train_step(&mut data).unwrap())
+        .collect();
     let ckpt = first.save_checkpoint(&data).unwrap();
     drop(first);
 
-    let mut files: Vec<String> = std::fs::read_dir(&ckpt.path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&ckpt.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     files.sort();
-    assert_eq!(files, [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, "optimizer.safetensors", "training_state.json"]);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.path.join(ADAPTER_CONFIG_FILE)).unwrap()).unwrap();
+    assert_eq!(
+        files,
+        [
+            ADAPTER_CONFIG_FILE,
+            ADAPTER_WEIGHTS_FILE,
+            "optimizer.safetensors",
+            "training_state.json"
+        ]
+    );
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ckpt.path.join(ADAPTER_CONFIG_FILE)).unwrap(),
+    )
+    .unwrap();
     let base = std::path::absolute(fixtures().join("tiny-llama3")).unwrap();
-    assert_eq!(config["base_model_name_or_path"], base.to_string_lossy().as_ref());
-    assert_eq!((config["r"].as_u64(), config["peft_type"].as_str()), (Some(4), Some("LORA")));
+    assert_eq!(
+        config["base_model_name_or_path"],
+        base.to_string_lossy().as_ref()
+    );
+    assert_eq!(
+        (config["r"].as_u64(), config["peft_type"].as_str()),
+        (Some(4), Some("LORA"))
+    );
 
     // A fresh process: base weights with new adapters (same seed), fresh optimizer, data from the start.
     let mut second = trainer(Some(run_dir.path()), 4);
@@ -91,37 +144,78 @@ fn adapter_checkpoints_resume_bit_identically() {
     reports.extend(second.run(&mut data).unwrap());
 
     let bits = |r: &StepReport| (r.step, r.loss.to_bits(), r.grad_norm.to_bits());
-    assert_eq!(full_reports.iter().map(bits).collect::<Vec<_>>(), reports.iter().map(bits).collect::<Vec<_>>());
+    assert_eq!(
+        full_reports.iter().map(bits).collect::<Vec<_>>(),
+        reports.iter().map(bits).collect::<Vec<_>>()
+    );
     for ((n, x), (_, y)) in adapters(&full).iter().zip(&adapters(&second)) {
-        assert!(x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()), "{n} differs after resume");
+        assert!(
+            x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{n} differs after resume"
+        );
     }
     // The final adapter checkpoint merges into the base with graft export's merge.
-    let latest = CheckpointDir::new(run_dir.path()).unwrap().latest().unwrap().unwrap();
+    let latest = CheckpointDir::new(run_dir.path())
+        .unwrap()
+        .latest()
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.step, 4);
     let out = run_dir.path().join("merged");
-    let options = graft_llama::export::ExportOptions { dtype: graft_llama::export::ExportDtype::F32, ..Default::default() };
-    graft_llama::lora::export::export_merged(&latest.path, None, &out, &options, &mut |_, _| {}).unwrap();
+    let options = graft_llama::export::ExportOptions {
+        dtype: graft_llama::export::ExportDtype::F32,
+        ..Default::default()
+    };
+    graft_llama::lora::export::export_merged(&latest.path, None, &out, &options, &mut |_, _| {})
+        .unwrap();
     let (merged, _) = graft_llama::load::<burn::backend::Flex>(&out, &Default::default()).unwrap();
     let tokens = burn::tensor::Tensor::<burn::backend::Flex, 2, burn::tensor::Int>::from_data(
         burn::tensor::TensorData::new(golden_batches()[0].tokens.clone(), [2, 32]),
         &Default::default(),
     );
-    let want: Vec<f32> = second.model().valid().forward(tokens.clone()).into_data().to_vec().unwrap();
+    let want: Vec<f32> = second
+        .model()
+        .valid()
+        .forward(tokens.clone())
+        .into_data()
+        .to_vec()
+        .unwrap();
     let got: Vec<f32> = merged.forward(tokens).into_data().to_vec().unwrap();
-    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(diff < 1e-4, "merged export logits differ from the trained adapter's by {diff}");
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff < 1e-4,
+        "merged export logits differ from the trained adapter's by {diff}"
+    );
 }
 
 #[test]
 fn base_model_names() {
-    let (_, config) = graft_llama::load::<burn::backend::Flex>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
-    assert_eq!(base_model_name(&config), std::path::absolute(fixtures().join("tiny-llama3")).unwrap().to_string_lossy());
+    let (_, config) = graft_llama::load::<burn::backend::Flex>(
+        fixtures().join("tiny-llama3"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        base_model_name(&config),
+        std::path::absolute(fixtures().join("tiny-llama3"))
+            .unwrap()
+            .to_string_lossy()
+    );
     let mut cached = config.clone();
     cached.path = "/cache/hub/models--meta-llama--Llama-3.1-8B/snapshots/abc123/config.json".into();
     assert_eq!(base_model_name(&cached), "meta-llama/Llama-3.1-8B");
     cached.path = "recipes/x.toml [model.init]".into();
     assert_eq!(base_model_name(&cached), "");
-    let bad = LoraSection { rank: 4, alpha: 8.0, dropout: 0.0, target_modules: vec!["wq".into()] };
+    let bad = LoraSection {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        target_modules: vec!["wq".into()],
+    };
     assert!(lora_config(&bad).unwrap_err().to_string().contains("wq"));
 }
 
@@ -130,31 +224,60 @@ fn base_model_names() {
 #[test]
 fn in_memory_base_is_stored_beside_the_adapter() {
     let device = Default::default();
-    let (model, mut config) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
+    let (model, mut config) =
+        graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
     config.path = "recipe.toml [model.init]".into();
     let mut cfg = golden_config();
     cfg.steps = 2;
     let run_dir = tempfile::tempdir().unwrap();
     let model = apply_lora(model, &lora(), 0).unwrap();
-    let mut first = Trainer::<B>::new(model, config.clone(), cfg.clone(), device).with_run_dir(run_dir.path()).unwrap();
+    let mut first = Trainer::<B>::new(model, config.clone(), cfg.clone(), device)
+        .with_run_dir(run_dir.path())
+        .unwrap();
     first.run(&mut VecSource::new(golden_batches())).unwrap();
 
-    let latest = CheckpointDir::new(run_dir.path()).unwrap().latest().unwrap().unwrap();
-    assert!(latest.path.join("base/config.json").is_file() && latest.path.join("base/model.safetensors").is_file());
+    let latest = CheckpointDir::new(run_dir.path())
+        .unwrap()
+        .latest()
+        .unwrap()
+        .unwrap();
+    assert!(
+        latest.path.join("base/config.json").is_file()
+            && latest.path.join("base/model.safetensors").is_file()
+    );
     let adapter_config = graft_llama::lora::read_adapter_config(&latest.path).unwrap();
     assert_eq!(adapter_config.base_model.as_deref(), Some("base"));
     let out = run_dir.path().join("merged");
-    let options = graft_llama::export::ExportOptions { dtype: graft_llama::export::ExportDtype::F32, ..Default::default() };
-    graft_llama::lora::export::export_merged(&latest.path, None, &out, &options, &mut |_, _| {}).unwrap();
+    let options = graft_llama::export::ExportOptions {
+        dtype: graft_llama::export::ExportDtype::F32,
+        ..Default::default()
+    };
+    graft_llama::lora::export::export_merged(&latest.path, None, &out, &options, &mut |_, _| {})
+        .unwrap();
     assert!(out.join("model.safetensors").is_file());
 
     // Resume onto a different (random) base: the stored base and adapter come back exactly.
     let other = apply_lora(config.llama.init::<B>(&device), &lora(), 1).unwrap();
-    let mut second = Trainer::<B>::new(other, config, cfg, device).with_run_dir(run_dir.path()).unwrap();
-    assert_eq!(second.resume(&mut VecSource::new(golden_batches())).unwrap(), Some(2));
+    let mut second = Trainer::<B>::new(other, config, cfg, device)
+        .with_run_dir(run_dir.path())
+        .unwrap();
+    assert_eq!(
+        second
+            .resume(&mut VecSource::new(golden_batches()))
+            .unwrap(),
+        Some(2)
+    );
     let same = |a: Vec<(String, Vec<f32>)>, b: Vec<(String, Vec<f32>)>| {
-        a.iter().zip(&b).all(|((n, x), (m, y))| n == m && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()))
+        a.iter().zip(&b).all(|((n, x), (m, y))| {
+            n == m && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+        })
     };
-    assert!(same(params(first.model()), params(second.model())), "base weights not restored");
-    assert!(same(adapters(&first), adapters(&second)), "adapters not restored");
+    assert!(
+        same(params(first.model()), params(second.model())),
+        "base weights not restored"
+    );
+    assert!(
+        same(adapters(&first), adapters(&second)),
+        "adapters not restored"
+    );
 }

@@ -24,7 +24,11 @@ use crate::Error;
 
 /// Writes the adapter in `adapter_dir` to `out` as a PEFT adapter directory
 /// (`adapter_config.json` copied, `adapter_model.safetensors` in `options.dtype`).
-pub fn export_adapter(adapter_dir: &Path, out: &Path, options: &ExportOptions) -> Result<ExportSummary> {
+pub fn export_adapter(
+    adapter_dir: &Path,
+    out: &Path,
+    options: &ExportOptions,
+) -> Result<ExportSummary> {
     let config = read_adapter_config(adapter_dir)?;
     let mut source = AdapterFile::open(adapter_dir)?;
     let shards = write_adapter_dir(out, &config.raw, &mut source, options)?;
@@ -99,10 +103,15 @@ impl Delta {
             for k in 0..self.rank {
                 let bk = self.b[row * self.rank + k];
                 let a = &self.a[k * self.cols + col..k * self.cols + col + n];
-                row_delta.iter_mut().zip(a).for_each(|(d, &av)| *d += bk * av);
+                row_delta
+                    .iter_mut()
+                    .zip(a)
+                    .for_each(|(d, &av)| *d += bk * av);
             }
             let out = &mut values[i..i + n];
-            out.iter_mut().zip(row_delta.iter()).for_each(|(w, d)| *w += d * self.scale);
+            out.iter_mut()
+                .zip(row_delta.iter())
+                .for_each(|(w, d)| *w += d * self.scale);
             i += n;
         }
     }
@@ -121,7 +130,10 @@ impl MergedSource {
         let llama = &base.config().llama;
         let adapter = AdapterFile::open(adapter_dir)?;
         let path = adapter.path.clone();
-        let bad = |message: String| Error::Adapter { path: path.clone(), message };
+        let bad = |message: String| Error::Adapter {
+            path: path.clone(),
+            message,
+        };
         let mut parts: HashMap<(usize, crate::LayerParam), [Option<Vec<f32>>; 2]> = HashMap::new();
         for (name, dtype, shape, bytes) in adapter.tensors()? {
             let (layer, target, part) = parse_peft_name(&name)
@@ -129,9 +141,13 @@ impl MergedSource {
                 .ok_or_else(|| bad(format!("unexpected tensor {name}")))?;
             let want = adapter_shape(llama, target, config.lora.rank, part);
             if shape != want {
-                return Err(bad(format!("tensor {name} has shape {shape:?}, expected {want:?} for the base model")).into());
+                return Err(bad(format!(
+                    "tensor {name} has shape {shape:?}, expected {want:?} for the base model"
+                ))
+                .into());
             }
-            let values = decode_f32(dtype, bytes).ok_or_else(|| bad(format!("tensor {name}: unsupported dtype {dtype}")))?;
+            let values = decode_f32(dtype, bytes)
+                .ok_or_else(|| bad(format!("tensor {name}: unsupported dtype {dtype}")))?;
             parts.entry((layer, target)).or_default()[part as usize] = Some(values);
         }
         let mut deltas = HashMap::new();
@@ -143,7 +159,13 @@ impl MergedSource {
                 let b = b.ok_or_else(|| bad(format!("missing tensor {}", name(LoraPart::B))))?;
                 let cols = adapter_shape(llama, target, config.lora.rank, LoraPart::A)[1];
                 let scale = config.lora.scale() as f32;
-                let delta = Delta { a, b, rank: config.lora.rank, cols, scale };
+                let delta = Delta {
+                    a,
+                    b,
+                    rank: config.lora.rank,
+                    cols,
+                    scale,
+                };
                 deltas.insert(ParamKey::Layer(layer, target).hf_name(), delta);
             }
         }
@@ -175,10 +197,11 @@ impl TensorSource for MergedSource {
         let mut row_delta = Vec::new();
         let merged = chunks.map(move |chunk| {
             let chunk = chunk?;
-            let mut values = decode_f32(dtype, &chunk).ok_or_else(|| ExportError::UnsupportedDtype {
-                tensor: tensor.clone(),
-                dtype: dtype.to_string(),
-            })?;
+            let mut values =
+                decode_f32(dtype, &chunk).ok_or_else(|| ExportError::UnsupportedDtype {
+                    tensor: tensor.clone(),
+                    dtype: dtype.to_string(),
+                })?;
             delta.add_to(pos, &mut values, &mut row_delta);
             pos += values.len();
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -190,6 +213,9 @@ impl TensorSource for MergedSource {
         })
     }
 }
+
+/// `(name, dtype, shape, bytes)` of a tensor in a safetensors file.
+type RawTensor<'a> = (String, Dtype, Vec<usize>, &'a [u8]);
 
 /// An `adapter_model.safetensors`, read into memory (adapters are small).
 struct AdapterFile {
@@ -217,7 +243,7 @@ impl AdapterFile {
     }
 
     /// `(name, dtype, shape, bytes)` of every tensor, in PEFT order (layer, module, A before B).
-    fn tensors(&self) -> Result<Vec<(String, Dtype, Vec<usize>, &[u8])>> {
+    fn tensors(&self) -> Result<Vec<RawTensor<'_>>> {
         let parsed = self.parsed()?;
         let mut out: Vec<_> = parsed
             .iter()
@@ -236,7 +262,11 @@ impl TensorSource for AdapterFile {
         self.tensors()
             .unwrap_or_default()
             .into_iter()
-            .map(|(name, _, shape, _)| TensorSpec { name, shape, dtype: dtype.safetensors() })
+            .map(|(name, _, shape, _)| TensorSpec {
+                name,
+                shape,
+                dtype: dtype.safetensors(),
+            })
             .collect()
     }
 
@@ -246,17 +276,33 @@ impl TensorSource for AdapterFile {
             .tensors()?
             .into_iter()
             .find(|(n, ..)| n == name)
-            .ok_or_else(|| Error::MissingTensor { dir: path, tensor: name.to_string(), expected: Vec::new() })?;
-        Ok(TensorData::Bytes { dtype, bytes: Cow::Borrowed(bytes) })
+            .ok_or_else(|| Error::MissingTensor {
+                dir: path,
+                tensor: name.to_string(),
+                expected: Vec::new(),
+            })?;
+        Ok(TensorData::Bytes {
+            dtype,
+            bytes: Cow::Borrowed(bytes),
+        })
     }
 }
 
 /// Little-endian F32/BF16/F16/F64 bytes as f32 values (`None` for other dtypes).
 fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     let values = match dtype {
-        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)

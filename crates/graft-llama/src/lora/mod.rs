@@ -4,7 +4,8 @@
 //! (kaiming-uniform, `a = √5`, i.e. uniform in `±1/√in`) and `B: [out, r]` (zeros), so a fresh
 //! adapter leaves the model's output unchanged. [`apply_lora`] freezes every base parameter
 //! (`require_grad = false`: no gradient, no optimizer state) and attaches adapters to the targeted
-//! projections of every layer; [`merge_lora`] folds them back (`W + scale·B·A`).
+//! projections of every layer; [`merge_lora`] folds them back (`W + scale·B·A`). Adapters are
+//! kept in f32 whatever the base's dtype, as PEFT does by default (`autocast_adapter_dtype`).
 //!
 //! Adapter tensors are named as PEFT names them in `adapter_model.safetensors`
 //! (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`); [`peft`] reads and writes
@@ -17,7 +18,7 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
@@ -26,8 +27,8 @@ use crate::model::{DecoderLayer, Llama};
 use crate::proj::Proj;
 
 pub use peft::{
-    load_adapter, read_adapter_config, save_adapter, AdapterConfig, ADAPTER_CONFIG_FILE,
-    ADAPTER_WEIGHTS_FILE,
+    is_adapter_dir, load_adapter, load_adapter_weights, read_adapter_config, resolve_base,
+    save_adapter, AdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
 };
 
 /// The projections LoRA can target, with their PEFT module names.
@@ -167,7 +168,12 @@ pub fn parse_peft_name(name: &str) -> Option<(usize, LayerParam, LoraPart)> {
 }
 
 /// The shape of an adapter tensor of `target` in a model of `config`.
-pub fn adapter_shape(config: &LlamaConfig, target: LayerParam, rank: usize, part: LoraPart) -> [usize; 2] {
+pub fn adapter_shape(
+    config: &LlamaConfig,
+    target: LayerParam,
+    rank: usize,
+    part: LoraPart,
+) -> [usize; 2] {
     let shape = crate::keymap::ParamKey::Layer(0, target).shape(config);
     match part {
         LoraPart::A => [rank, shape[1]],
@@ -196,18 +202,17 @@ pub struct LoraAdapter<B: Backend> {
 
 impl<B: Backend> LoraAdapter<B> {
     /// An adapter from host values of `A` (`[rank, in]`) and `B` (`[out, rank]`), both trainable,
-    /// created on `device` in the float dtype of `like` (the projection's weight).
+    /// in f32 on `device` whatever the base's dtype (PEFT's `autocast_adapter_dtype`: adapters of
+    /// a bf16/f16 base are kept in f32).
     pub fn from_values(
         a: TensorData,
         b: TensorData,
         alpha: f64,
         dropout: f64,
-        like: &Tensor<B, 2>,
+        device: &B::Device,
     ) -> Self {
-        let device = like.device();
-        let dtype = like.dtype();
-        let a = Tensor::<B, 2>::from_data(a, &device).cast(dtype);
-        let b = Tensor::<B, 2>::from_data(b, &device).cast(dtype);
+        let a = Tensor::<B, 2>::from_data(a, device).cast(DType::F32);
+        let b = Tensor::<B, 2>::from_data(b, device).cast(DType::F32);
         Self {
             lora_a: Param::from_tensor(a),
             lora_b: Param::from_tensor(b),
@@ -226,14 +231,27 @@ impl<B: Backend> LoraAdapter<B> {
         self.alpha / self.rank() as f64
     }
 
-    /// The adapter's contribution `(dropout(x)·Aᵀ·Bᵀ)·scale`.
+    /// The adapter's contribution `(dropout(x)·Aᵀ·Bᵀ)·scale`, computed in the adapter's dtype
+    /// and returned in `x`'s.
     ///
     /// # Shapes
     /// - `x`: `[..., in_features]`
     /// - output: `[..., out_features]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = linear(self.dropout.forward(x), self.lora_a.val().transpose(), None);
-        linear(h, self.lora_b.val().transpose(), None).mul_scalar(self.scale())
+        let (a, b) = (self.lora_a.val(), self.lora_b.val());
+        let dtype = x.dtype();
+        let x = if dtype == a.dtype() {
+            x
+        } else {
+            x.cast(a.dtype())
+        };
+        let h = linear(self.dropout.forward(x), a.transpose(), None);
+        let out = linear(h, b.transpose(), None).mul_scalar(self.scale());
+        if out.dtype() == dtype {
+            out
+        } else {
+            out.cast(dtype)
+        }
     }
 
     /// `scale·B·A`, the update this adapter makes to the projection's weight.
@@ -264,7 +282,10 @@ pub fn proj<B: Backend>(layer: &DecoderLayer<B>, param: LayerParam) -> Option<&P
 }
 
 /// Mutable twin of [`proj`].
-pub fn proj_mut<B: Backend>(layer: &mut DecoderLayer<B>, param: LayerParam) -> Option<&mut Proj<B>> {
+pub fn proj_mut<B: Backend>(
+    layer: &mut DecoderLayer<B>,
+    param: LayerParam,
+) -> Option<&mut Proj<B>> {
     use LayerParam as L;
     Some(match param {
         L::QProj => &mut layer.self_attn.q_proj,
@@ -297,7 +318,14 @@ pub fn apply_lora<B: Backend>(model: Llama<B>, cfg: &LoraConfig, seed: u64) -> R
             let stream = seed ^ ((i as u64) << 32 | target_index(target) as u64);
             let a = kaiming_uniform(cfg.rank, inp, stream);
             let b = TensorData::new(vec![0.0f32; out * cfg.rank], [out, cfg.rank]);
-            p.lora = Some(LoraAdapter::from_values(a, b, cfg.alpha, cfg.dropout, &p.weight.val()));
+            let device = p.weight.lazy_device();
+            p.lora = Some(LoraAdapter::from_values(
+                a,
+                b,
+                cfg.alpha,
+                cfg.dropout,
+                &device,
+            ));
         }
     }
     Ok(model)

@@ -13,7 +13,9 @@ use burn::tensor::Tensor;
 use safetensors::SafeTensors;
 use serde_json::{json, Value};
 
-use super::{adapter_shape, apply_lora, lora_config, parse_peft_name, proj_mut, LoraConfig, LoraPart};
+use super::{
+    adapter_shape, apply_lora, lora_config, parse_peft_name, proj_mut, LoraConfig, LoraPart,
+};
 use crate::error::{Error, Result};
 use crate::export::{
     ExportDtype, ExportError, ExportOptions, ShardWriter, StagingDir, TensorData, TensorSource,
@@ -76,14 +78,21 @@ impl AdapterConfig {
         if get("peft_type").and_then(Value::as_str) != Some("LORA") {
             return Err(bad("peft_type must be \"LORA\"".into()));
         }
-        let unsupported: [(&str, fn(&Value) -> bool); 7] = [
+        type Supported = fn(&Value) -> bool;
+        let unsupported: [(&str, Supported); 7] = [
             ("bias", |v| v.as_str() == Some("none")),
             ("use_dora", |v| v.as_bool() == Some(false)),
             ("use_rslora", |v| v.as_bool() == Some(false)),
             ("fan_in_fan_out", |v| v.as_bool() == Some(false)),
-            ("rank_pattern", |v| v.as_object().is_some_and(|o| o.is_empty())),
-            ("alpha_pattern", |v| v.as_object().is_some_and(|o| o.is_empty())),
-            ("modules_to_save", |v| v.as_array().is_some_and(|a| a.is_empty())),
+            ("rank_pattern", |v| {
+                v.as_object().is_some_and(|o| o.is_empty())
+            }),
+            ("alpha_pattern", |v| {
+                v.as_object().is_some_and(|o| o.is_empty())
+            }),
+            ("modules_to_save", |v| {
+                v.as_array().is_some_and(|a| a.is_empty())
+            }),
         ];
         for (key, ok) in unsupported {
             if let Some(v) = get(key) {
@@ -95,8 +104,12 @@ impl AdapterConfig {
         if get("layers_to_transform").is_some() {
             return Err(bad("layers_to_transform is not supported by graft".into()));
         }
-        let rank = get("r").and_then(Value::as_u64).ok_or_else(|| bad("`r` must be a positive integer".into()))?;
-        let alpha = get("lora_alpha").and_then(Value::as_f64).ok_or_else(|| bad("`lora_alpha` must be a number".into()))?;
+        let rank = get("r")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("`r` must be a positive integer".into()))?;
+        let alpha = get("lora_alpha")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bad("`lora_alpha` must be a number".into()))?;
         let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
         let modules: Vec<String> = match get("target_modules") {
             Some(Value::String(s)) => vec![s.clone()],
@@ -107,12 +120,17 @@ impl AdapterConfig {
                 .ok_or_else(|| bad("target_modules must be a list of names".into()))?,
             _ => return Err(bad("target_modules is missing".into())),
         };
-        let lora = LoraConfig::new(rank as usize, alpha, dropout, &modules).map_err(|e| bad(e.to_string()))?;
+        let lora = LoraConfig::new(rank as usize, alpha, dropout, &modules)
+            .map_err(|e| bad(e.to_string()))?;
         let base_model = get("base_model_name_or_path")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        Ok(Self { base_model, lora, raw })
+        Ok(Self {
+            base_model,
+            lora,
+            raw,
+        })
     }
 }
 
@@ -160,10 +178,14 @@ pub fn write_adapter_dir(
     let mut writer = ShardWriter::create(staging.path(), &specs, u64::MAX)?;
     writer.write_all_from(source, &mut |_, _| {})?;
     let mut shards = writer.finish()?;
-    let (from, to) = (staging.path().join(SINGLE_FILE), staging.path().join(ADAPTER_WEIGHTS_FILE));
+    let (from, to) = (
+        staging.path().join(SINGLE_FILE),
+        staging.path().join(ADAPTER_WEIGHTS_FILE),
+    );
     std::fs::rename(&from, &to).map_err(|e| ExportError::io(&from, e))?;
     shards.files = vec![ADAPTER_WEIGHTS_FILE.to_string()];
-    let mut text = serde_json::to_string_pretty(config).map_err(|e| ExportError::io(dir, e.into()))?;
+    let mut text =
+        serde_json::to_string_pretty(config).map_err(|e| ExportError::io(dir, e.into()))?;
     text.push('\n');
     write_synced(&staging.path().join(ADAPTER_CONFIG_FILE), text.as_bytes())?;
     staging.commit()?;
@@ -174,7 +196,8 @@ pub fn write_adapter_dir(
 fn write_synced(path: &Path, bytes: &[u8]) -> crate::export::Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(path).map_err(|e| ExportError::io(path, e))?;
-    file.write_all(bytes).map_err(|e| ExportError::io(path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| ExportError::io(path, e))?;
     file.sync_all().map_err(|e| ExportError::io(path, e))
 }
 
@@ -230,12 +253,17 @@ pub fn load_adapter_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Res
         message,
     };
     let (want, file) = (lora_config(model), &config.lora);
-    let matches = want.as_ref().is_some_and(|w| {
-        w.rank == file.rank && w.alpha == file.alpha && w.targets == file.targets
-    });
+    let matches = want
+        .as_ref()
+        .is_some_and(|w| w.rank == file.rank && w.alpha == file.alpha && w.targets == file.targets);
     if !matches {
         let have = want.map_or("no adapters".to_string(), |w| {
-            format!("rank {}, alpha {}, targets {:?}", w.rank, w.alpha, w.target_names())
+            format!(
+                "rank {}, alpha {}, targets {:?}",
+                w.rank,
+                w.alpha,
+                w.target_names()
+            )
         });
         return Err(bad(format!(
             "the model's adapters ({have}) differ from the file's (rank {}, alpha {}, targets {:?})",
@@ -253,10 +281,16 @@ pub fn load_adapter_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Res
     let mut plan = Vec::with_capacity(expected.len());
     for (name, view) in tensors.iter() {
         let Some(&shape) = expected.get(name) else {
-            return Err(bad(format!("unexpected tensor {name} (shape {:?})", view.shape())));
+            return Err(bad(format!(
+                "unexpected tensor {name} (shape {:?})",
+                view.shape()
+            )));
         };
         if view.shape() != shape.as_slice() {
-            return Err(bad(format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
+            return Err(bad(format!(
+                "tensor {name} has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
         }
         let parsed = parse_peft_name(name).ok_or_else(|| bad(format!("bad name {name}")))?;
         plan.push((name, view, parsed));
@@ -265,7 +299,8 @@ pub fn load_adapter_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Res
         return Err(bad(format!("missing tensor {missing}")));
     }
     for (name, view, (layer, target, part)) in plan {
-        let data = crate::load::to_tensor_data(&path, name, view.dtype(), view.shape(), view.data())?;
+        let data =
+            crate::load::to_tensor_data(&path, name, view.dtype(), view.shape(), view.data())?;
         set_adapter_tensor(model, layer, target, part, data);
     }
     tracing::info!(dir = %dir.display(), "loaded LoRA adapter");
@@ -315,7 +350,11 @@ fn set_adapter_tensor<B: Backend>(
 /// The directory an adapter's base model lives in: `explicit` if given, else
 /// `base_model_name_or_path` as a local directory (absolute, or relative to the working
 /// directory, the adapter directory or its parent) or a Hub repo in the local cache.
-pub fn resolve_base(adapter_dir: &Path, config: &AdapterConfig, explicit: Option<&Path>) -> Result<PathBuf> {
+pub fn resolve_base(
+    adapter_dir: &Path,
+    config: &AdapterConfig,
+    explicit: Option<&Path>,
+) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         return crate::hub::resolve(&dir.to_string_lossy(), None);
     }

@@ -33,7 +33,8 @@ pub fn adapted<Bk: Backend>(cfg: &LoraConfig, seed: u64) -> Llama<Bk> {
                     0.05 * ((i as f32 * 0.37 + k * 0.11).sin())
                 })
                 .collect();
-            let t = Tensor::<Bk, 2>::from_data(TensorData::new(values, [out, r]), &Default::default());
+            let t =
+                Tensor::<Bk, 2>::from_data(TensorData::new(values, [out, r]), &Default::default());
             adapter.lora_b = Param::from_tensor(t);
         }
     }
