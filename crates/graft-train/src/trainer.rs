@@ -17,6 +17,7 @@ use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::error::{Result, TrainError};
 use crate::logging::ScalarLogger;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::periodic_eval::Evaluator;
 use crate::parallel::GradSync;
 use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
 use crate::recipe::{ModelDtype, Recipe};
@@ -106,6 +107,8 @@ pub struct Trainer<B: AutodiffBackend> {
     checkpoints: Option<CheckpointDir>,
     logger: Option<Box<dyn ScalarLogger>>,
     device: B::Device,
+    /// Periodic evaluation: every this many steps (0: only at the end), and the evaluator.
+    evaluator: Option<(u64, Box<dyn Evaluator<B::InnerBackend>>)>,
     /// Data-parallel gradient sync (see [`crate::parallel`]); `None` on a single device.
     grad_sync: Option<Box<dyn GradSync<B>>>,
 }
@@ -126,7 +129,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             rng: RngState::capture(&rng),
         };
         let optim = AdamW::new(config.adamw);
-        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device, grad_sync: None }
+        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device, evaluator: None, grad_sync: None }
     }
 
     /// Save checkpoints under `<run_dir>/checkpoints`.
@@ -145,6 +148,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// writes checkpoints; every rank resumes from them.
     pub fn with_grad_sync(mut self, sync: Box<dyn GradSync<B>>) -> Self {
         self.grad_sync = Some(sync);
+        self
+    }
+
+    /// Evaluate every `every` steps (0: only at the end) and at the last step; the scalars are
+    /// logged like training scalars (see [`crate::periodic_eval`]).
+    pub fn with_evaluator(mut self, every: u64, evaluator: Box<dyn Evaluator<B::InnerBackend>>) -> Self {
+        self.evaluator = Some((every, evaluator));
         self
     }
 
@@ -184,6 +194,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             if report.step % self.config.log_every == 0 || report.step == self.config.steps {
                 self.log(&report, data, &mut last_log)?;
             }
+            self.maybe_evaluate(report.step)?;
             let save = self.config.save_every > 0 && report.step % self.config.save_every == 0;
             let primary = self.grad_sync.as_ref().is_none_or(|s| s.rank() == 0);
             if self.checkpoints.is_some() && primary && (save || report.step == self.config.steps) {

@@ -1,5 +1,7 @@
 //! One optimizer step, logging, checkpoint save and resume of [`Trainer`].
 
+use burn::module::AutodiffModule;
+
 use super::*;
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -80,6 +82,25 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         for (source, tokens) in data.tokens_per_source() {
             logger.scalar(&format!("train/tokens_seen/{source}"), tokens as f64, r.step)?;
+        }
+        logger.flush()
+    }
+
+    /// Run the evaluator if one is set and `step` is an evaluation step; log what it returns.
+    pub(super) fn maybe_evaluate(&mut self, step: u64) -> Result<()> {
+        let last = step == self.config.steps;
+        let Some((every, evaluator)) = self.evaluator.as_mut() else { return Ok(()) };
+        if !(last || (*every > 0 && step % *every == 0)) {
+            return Ok(());
+        }
+        let model = self.model.as_ref().expect("model is present between steps").valid();
+        let scalars = evaluator.evaluate(&model)?;
+        for (tag, value) in &scalars {
+            tracing::info!(step, value, "{tag}");
+        }
+        let Some(logger) = self.logger.as_mut() else { return Ok(()) };
+        for (tag, value) in &scalars {
+            logger.scalar(tag, *value, step)?;
         }
         logger.flush()
     }
