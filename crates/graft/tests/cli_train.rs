@@ -1,0 +1,192 @@
+//! `graft train` through the real binary: a short run writes checkpoints, `latest`, TensorBoard
+//! events and the resolved recipe and prints the final checkpoint; a run stopped at step 3 and
+//! resumed gives the same losses and bit-identical weights as an uninterrupted run; an existing run
+//! directory is not trained over without --resume; unknown recipe keys are named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// A tiny recipe over part of the shipped samples (absolute paths), written into `dir`.
+fn tiny_recipe(dir: &Path) -> PathBuf {
+    let r = repo();
+    let text = format!(
+        r#"name = "cli-tiny"
+[model]
+tokenizer = "{tok}"
+dtype = "f32"
+[model.init]
+vocab_size = 128256
+tie_word_embeddings = true
+hidden_size = 32
+intermediate_size = 64
+num_hidden_layers = 1
+num_attention_heads = 2
+num_key_value_heads = 1
+max_position_embeddings = 64
+[data]
+seq_len = 32
+val_fraction = 0.05
+prepared_dir = "{prepared}"
+[[data.sources]]
+name = "biomedicine"
+path = "{data}/biomedicine/biomedicine-00.jsonl"
+format = "instruction-augmented"
+[[data.sources]]
+name = "general"
+path = "{data}/general/general-00.jsonl"
+format = "instruction"
+[train]
+micro_batch_size = 2
+grad_accum = 2
+steps = 6
+lr = 1e-2
+warmup_steps = 2
+log_every = 1
+save_every = 3
+keep_last = 0
+eval_every = 3
+eval_batches = 2
+"#,
+        tok = r.join("tests/fixtures/llama3-tokenizer/tokenizer.json").display(),
+        data = r.join("data").display(),
+        prepared = dir.join("prepared").display(),
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn graft(args: &[&str]) -> Output {
+    // RUST_LOG pins the log format the loss parser below reads, whatever the caller's environment.
+    Command::new(env!("CARGO_BIN_EXE_graft")).args(args).env("RUST_LOG", "info").output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn train(recipe: &Path, run: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["train", recipe.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = graft(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "graft train {extra:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// `step → loss` from the trainer's `train` log lines (`step=N loss=X ...`), exact text.
+fn losses(stderr: &str) -> BTreeMap<u64, String> {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.to_string())
+    };
+    stderr
+        .lines()
+        .filter(|l| l.contains(" train ") || l.ends_with(" train"))
+        .filter_map(|l| Some((field(l, "step=")?.parse().ok()?, field(l, "loss=")?)))
+        .collect()
+}
+
+/// The tensors of a safetensors file by name (dtype, shape, raw bytes), and its metadata map —
+/// compared as maps, since the header's key order is not part of the content.
+type Tensors = (BTreeMap<String, (String, Vec<u64>, Vec<u8>)>, BTreeMap<String, String>);
+
+fn tensors(path: &Path) -> Tensors {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let (mut out, mut meta) = (BTreeMap::new(), BTreeMap::new());
+    for (name, v) in header {
+        if name == "__metadata__" {
+            meta = v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+            continue;
+        }
+        let off: Vec<usize> = v["data_offsets"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap() as usize).collect();
+        let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        out.insert(name, (v["dtype"].as_str().unwrap().to_string(), shape, data[off[0]..off[1]].to_vec()));
+    }
+    (out, meta)
+}
+
+#[test]
+fn short_run_writes_checkpoints_events_recipe_and_prints_the_final_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let run = dir.path().join("run");
+    let (stdout, stderr) = train(&recipe, &run, &[]);
+
+    let ckpts = run.join("checkpoints");
+    for step in [3, 6] {
+        let c = ckpts.join(format!("step-{step}"));
+        for f in ["config.json", "model.safetensors", "optimizer.safetensors", "training_state.json", "tokenizer.json"] {
+            assert!(c.join(f).is_file(), "{} missing", c.join(f).display());
+        }
+    }
+    assert_eq!(std::fs::canonicalize(ckpts.join("latest")).unwrap(), std::fs::canonicalize(ckpts.join("step-6")).unwrap());
+    let final_line = format!("final checkpoint: {}", ckpts.join("step-6").display());
+    assert!(stdout.contains(&final_line), "stdout lacks `{final_line}`:\n{stdout}");
+    assert!(stdout.contains("graft export"), "no export hint:\n{stdout}");
+
+    let saved = graft_train::Recipe::load(&run.join("recipe.toml"), &[]).unwrap();
+    assert_eq!((saved.name.as_str(), saved.total_steps(), saved.data.seq_len), ("cli-tiny", 6, 32));
+
+    let events: Vec<PathBuf> = std::fs::read_dir(run.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
+    let bytes = std::fs::read(&events[0]).unwrap();
+    let has = |tag: &str| bytes.windows(tag.len()).any(|w| w == tag.as_bytes());
+    for tag in ["train/loss", "train/lr", "eval/biomedicine/loss", "eval/biomedicine/ppl", "eval/general/loss"] {
+        assert!(has(tag), "no `{tag}` scalar in {}", events[0].display());
+    }
+    assert_eq!(losses(&stderr).len(), 6, "one log line per step:\n{stderr}");
+    assert!(stderr.contains("eval/general/loss"), "eval not logged:\n{stderr}");
+}
+
+#[test]
+fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let (full_run, split_run) = (dir.path().join("full"), dir.path().join("split"));
+    let (_, full) = train(&recipe, &full_run, &[]);
+    let (stdout, first) = train(&recipe, &split_run, &["--stop-after", "3"]);
+    assert!(stdout.contains("stopped after step 3 of 6"), "{stdout}");
+    assert!(!split_run.join("checkpoints/step-6").exists());
+
+    // without --resume an existing run is not trained over
+    let refused = graft(&["train", recipe.to_str().unwrap(), "--out", split_run.to_str().unwrap()]);
+    let (_, err) = text(&refused);
+    assert!(!refused.status.success() && err.contains("--resume") && err.contains("--out"), "{err}");
+
+    let (_, second) = train(&recipe, &split_run, &["--resume"]);
+    let full = losses(&full);
+    let mut split = losses(&first);
+    split.extend(losses(&second));
+    assert_eq!(full.len(), 6);
+    assert_eq!(full, split, "loss curve differs after resume");
+    for step in [3, 6] {
+        let (a, b) = (full_run.join(format!("checkpoints/step-{step}")), split_run.join(format!("checkpoints/step-{step}")));
+        let (wa, wb) = (tensors(&a.join("model.safetensors")), tensors(&b.join("model.safetensors")));
+        assert!(wa.0.len() >= 10 && wa == wb, "step-{step} weights differ");
+        let (oa, ob) = (tensors(&a.join("optimizer.safetensors")), tensors(&b.join("optimizer.safetensors")));
+        assert!(oa.0.len() >= 20 && oa == ob, "step-{step} AdamW moments differ");
+    }
+}
+
+#[test]
+fn unknown_recipe_keys_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let run = dir.path().join("run");
+    for (set, key) in [("train.learning_rate=1e-3", "learning_rate"), ("model.init.hiden_size=64", "hiden_size")] {
+        let out = graft(&["train", recipe.to_str().unwrap(), "--out", run.to_str().unwrap(), "--set", set]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr.contains(key), "error does not name `{key}`:\n{stderr}");
+    }
+    assert!(!run.join("checkpoints").exists(), "nothing trained on a bad recipe");
+}
