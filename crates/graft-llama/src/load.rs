@@ -135,6 +135,24 @@ impl Shard {
         })
     }
 
+    /// Drops this process's resident pages of `bytes` (a slice of the map) once its tensor is
+    /// converted, so peak memory is the model plus one tensor, not the model plus the file.
+    /// The page cache keeps them; touching them again reads the same bytes. A no-op off Unix.
+    fn release(&self, bytes: &[u8]) {
+        #[cfg(unix)]
+        {
+            let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+            // SAFETY: a read-only file mapping; MADV_DONTNEED only drops pages, which read back
+            // the same file contents if touched again (`unchecked_advise_range` aligns `start`).
+            let advice = memmap2::UncheckedAdvice::DontNeed;
+            if let Err(e) = unsafe { self.map.unchecked_advise_range(advice, start, bytes.len()) } {
+                tracing::debug!(file = %self.path.display(), "madvise(DONTNEED): {e}");
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = bytes;
+    }
+
     fn tensors(&self) -> Result<SafeTensors<'_>> {
         SafeTensors::deserialize(&self.map).map_err(|e| Error::Safetensors {
             path: self.path.clone(),
@@ -160,8 +178,10 @@ pub fn load_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Result<()> 
                 path: shard.path.clone(),
                 message: e.to_string(),
             })?;
-            let data = to_tensor_data(&shard.path, &name, view.dtype(), view.shape(), view.data())?;
+            let data =
+                to_float_data::<B>(&shard.path, &name, view.dtype(), view.shape(), view.data())?;
             model.set_param_data(key, data)?;
+            shard.release(view.data());
             loaded += 1;
         }
     }
@@ -249,6 +269,31 @@ fn check_dtype(path: &Path, name: &str, dtype: Dtype) -> Result<()> {
             dtype: format!("{other:?}"),
         }),
     }
+}
+
+/// One tensor as host data for a backend of float element `B::FloatElem`: bf16/f16 weights for an
+/// f32 backend are widened here, straight from the map (one pass, no intermediate copy, as
+/// PyTorch's `.float()`); anything else is [`to_tensor_data`] and converted on upload.
+fn to_float_data<B: Backend>(
+    path: &Path,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<TensorData> {
+    use burn::tensor::{DType, Element};
+    if B::FloatElem::dtype() != DType::F32 {
+        return to_tensor_data(path, name, dtype, shape, bytes);
+    }
+    let pairs = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let values: Vec<f32> = match dtype {
+        Dtype::BF16 => pairs.map(|b| f32::from_bits(u32::from(b) << 16)).collect(),
+        Dtype::F16 => pairs.map(|b| f16::from_bits(b).to_f32()).collect(),
+        _ => return to_tensor_data(path, name, dtype, shape, bytes),
+    };
+    Ok(TensorData::new(values, shape))
 }
 
 /// Copies one tensor out of the map into host data of its own dtype (the device conversion
