@@ -51,6 +51,8 @@ save_every = 3
 keep_last = 0
 eval_every = 3
 eval_batches = 2
+[eval]
+tasks = ["{data}/eval/finance.jsonl"]
 "#,
         tok = r.join("tests/fixtures/llama3-tokenizer/tokenizer.json").display(),
         data = r.join("data").display(),
@@ -140,7 +142,8 @@ fn short_run_writes_checkpoints_events_recipe_and_prints_the_final_checkpoint() 
     assert!(events[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
     let bytes = std::fs::read(&events[0]).unwrap();
     let has = |tag: &str| bytes.windows(tag.len()).any(|w| w == tag.as_bytes());
-    for tag in ["train/loss", "train/lr", "eval/biomedicine/loss", "eval/biomedicine/ppl", "eval/general/loss"] {
+    let tags = ["train/loss", "train/lr", "eval/biomedicine/loss", "eval/biomedicine/ppl", "eval/general/loss", "eval/finance/acc", "eval/finance/acc_norm"];
+    for tag in tags {
         assert!(has(tag), "no `{tag}` scalar in {}", events[0].display());
     }
     assert_eq!(losses(&stderr).len(), 6, "one log line per step:\n{stderr}");
