@@ -193,3 +193,19 @@ fn unknown_recipe_keys_are_errors_naming_the_key() {
     }
     assert!(!run.join("checkpoints").exists(), "nothing trained on a bad recipe");
 }
+
+#[test]
+fn activation_checkpointing_trains_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let (plain_run, ckpt_run) = (dir.path().join("plain"), dir.path().join("ckpt"));
+    let (_, plain) = train(&recipe, &plain_run, &["--set", "train.steps=3"]);
+    let (_, ckpt) = train(&recipe, &ckpt_run, &["--set", "train.steps=3", "--set", "train.activation_checkpointing=true"]);
+    assert!(ckpt.contains("activation checkpointing: on"), "{ckpt}");
+    let (a, b) = (losses(&plain), losses(&ckpt));
+    assert_eq!(a.len(), 3);
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "step {step}: {x} vs {y}");
+    }
+}

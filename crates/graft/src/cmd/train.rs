@@ -29,7 +29,10 @@ use graft_train::checkpoint::write_atomic;
 use graft_train::logging::TensorBoardLogger;
 use graft_train::{CheckpointDir, PeriodicEval, Recipe, TrainConfig, Trainer};
 
-use crate::backend::{self, Backend, TrainBackend};
+use burn::tensor::backend::AutodiffBackend;
+use graft_train::checkpointing::{dispatch, TrainJob};
+
+use crate::backend::{self, Backend};
 use crate::prep;
 use crate::progress::{BarLogger, CountingSource, TrainBar};
 
@@ -66,9 +69,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let run_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&recipe.name));
     check_run_dir(&run_dir, args.resume)?;
+    // `train.activation_checkpointing` picks the autodiff backend type (see graft_train::checkpointing)
+    let checkpointing = recipe.train.activation_checkpointing;
+    dispatch::<Backend, _>(checkpointing, TrainRun { args, recipe, run_dir })
+}
 
-    let device = backend::device();
-    let loaded = model::load_model(&recipe, &args.recipe, &device)?;
+/// Everything after the recipe checks, generic over the training backend.
+struct TrainRun {
+    args: Args,
+    recipe: Recipe,
+    run_dir: PathBuf,
+}
+
+impl TrainJob<Backend> for TrainRun {
+    type Output = anyhow::Result<()>;
+
+    fn run<AB: AutodiffBackend<InnerBackend = Backend>>(self) -> anyhow::Result<()> {
+        let TrainRun { args, recipe, run_dir } = self;
+        train::<AB>(&args, &recipe, &run_dir)
+    }
+}
+
+/// Load the model, prepare the data, train, report.
+fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Recipe, run_dir: &Path) -> anyhow::Result<()> {
+    // the same device twice: as the training backend sees it, and as the (inner) compute backend
+    let (device, eval_device) = (AB::Device::default(), backend::device());
+    let loaded = model::load_model::<AB>(recipe, &args.recipe, &device)?;
     let tokenizer = loaded.tokenizer.load(&args.recipe)?;
     if tokenizer.vocab_size() > loaded.config.llama.vocab_size {
         bail!(
@@ -84,21 +110,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = StreamOptions { batch_size: recipe.train.micro_batch_size, rank: 0, world_size: 1 };
     let mut stream = TrainStream::new(data.clone(), opts)?;
 
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
-    write_recipe(&recipe, &run_dir)?;
-    let mut config = TrainConfig::from_recipe(&recipe);
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    write_recipe(recipe, run_dir)?;
+    let mut config = TrainConfig::from_recipe(recipe);
     let total_steps = config.steps;
     if let Some(stop) = args.stop_after {
         config.steps = stop.min(total_steps); // the schedule keeps total_steps
     }
     let bar = TrainBar::new(total_steps, recipe.tokens_per_step())?;
     let logger = TensorBoardLogger::new(&run_dir.join("tensorboard"))?;
-    let evaluator = evaluator(&recipe, data, tokenizer, &device)?;
+    let evaluator = evaluator(recipe, data, tokenizer, &eval_device)?;
     // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters; checkpoints then
     // hold the adapter only and --resume loads it back onto the base (graft_train::lora).
-    let model = graft_train::lora::prepare_model(loaded.model, &recipe)?;
-    let mut trainer = Trainer::<TrainBackend>::new(model, loaded.config, config.clone(), device)
-        .with_run_dir(&run_dir)?
+    let model = graft_train::lora::prepare_model(loaded.model, recipe)?;
+    let mut trainer = Trainer::<AB>::new(model, loaded.config, config.clone(), device)
+        .with_run_dir(run_dir)?
         .with_logger(Box::new(BarLogger { inner: Box::new(logger), bar: bar.bar() }))
         .with_tokenizer_dir(loaded.tokenizer.dir(&args.recipe)?)
         .with_evaluator(recipe.train.eval_every, Box::new(evaluator));
@@ -111,11 +137,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => tracing::info!(run = %run_dir.display(), "--resume: no checkpoint yet, starting at step 0"),
         }
     }
-    log_plan(&recipe, &config, total_steps, &run_dir);
+    log_plan(recipe, &config, total_steps, run_dir);
     let mut source = CountingSource { inner: &mut stream, bar: bar.bar() };
     trainer.run(&mut source).context("training")?;
     drop(bar);
-    report_final(&run_dir, trainer.state().step, total_steps)
+    report_final(run_dir, trainer.state().step, total_steps)
 }
 
 /// Refuse to train over a run directory that already has checkpoints unless resuming.

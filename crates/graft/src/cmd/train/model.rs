@@ -4,28 +4,27 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use burn::tensor::backend::Backend as _;
+use burn::tensor::backend::AutodiffBackend;
 use graft_llama::{Llama, ModelConfig};
 use graft_train::recipe::ModelInit;
 use graft_train::{ModelDtype, Recipe};
 
-use crate::backend::TrainBackend;
 use crate::prep::{self, TokenizerSource};
 
 /// The model to train, its config (written into every checkpoint) and where its tokenizer is.
-pub struct LoadedModel {
-    pub model: Llama<TrainBackend>,
+pub struct LoadedModel<AB: AutodiffBackend> {
+    pub model: Llama<AB>,
     pub config: ModelConfig,
     pub tokenizer: TokenizerSource,
 }
 
 /// Load or initialise the recipe's model on `device`. `recipe_path` locates relative paths and
 /// names the recipe in errors.
-pub fn load_model(
+pub fn load_model<AB: AutodiffBackend>(
     recipe: &Recipe,
     recipe_path: &Path,
-    device: &burn::tensor::Device<TrainBackend>,
-) -> anyhow::Result<LoadedModel> {
+    device: &AB::Device,
+) -> anyhow::Result<LoadedModel<AB>> {
     let mut tokenizer = TokenizerSource {
         data_tokenizer: recipe.data.tokenizer.clone(),
         model_tokenizer: recipe.model.tokenizer.clone(),
@@ -35,16 +34,16 @@ pub fn load_model(
         (Some(base), _) => {
             let dir = prep::resolve_base(base, None, recipe_path)?;
             tracing::info!(dir = %dir.display(), "loading the base model");
-            let (model, config) = graft_llama::load::<TrainBackend>(&dir, device)
+            let (model, config) = graft_llama::load::<AB>(&dir, device)
                 .with_context(|| format!("loading [model].base = {base:?} from {}", dir.display()))?;
             tokenizer.model_dir = Some(dir);
             (model, config)
         }
         (None, Some(init)) => {
             let config = init_config(init, recipe.model.dtype, recipe_path)?;
-            TrainBackend::seed(device, recipe.train.seed);
+            AB::seed(device, recipe.train.seed);
             tracing::info!(seed = recipe.train.seed, "initialising a new model from [model.init]");
-            (config.llama.init::<TrainBackend>(device), config)
+            (config.llama.init::<AB>(device), config)
         }
         (None, None) => bail!("{}: [model] needs `base` or a [model.init] table", recipe_path.display()),
     };
