@@ -37,6 +37,9 @@ use crate::prep;
 use crate::progress::{BarLogger, CountingSource, TrainBar};
 
 #[derive(clap::Args)]
+#[command(after_help = "Run directory: recipe.toml, tensorboard/, checkpoints/step-<N>/ and checkpoints/latest. \
+A run directory that already has checkpoints is not trained over: continue it with --resume, or start \
+a new run with --out. A checkpoint is an HF model directory: `graft export <checkpoint> <out-dir>`.")]
 pub struct Args {
     /// Recipe TOML file (see recipes/).
     pub recipe: PathBuf,
