@@ -95,6 +95,9 @@ pub struct StepReport {
     pub skipped: bool,
 }
 
+/// An evaluator and its interval in steps (0: only at the end).
+type ScheduledEval<B> = (u64, Box<dyn Evaluator<B>>);
+
 /// The custom training loop over a [`Llama`] model.
 pub struct Trainer<B: AutodiffBackend> {
     config: TrainConfig,
@@ -108,7 +111,7 @@ pub struct Trainer<B: AutodiffBackend> {
     logger: Option<Box<dyn ScalarLogger>>,
     device: B::Device,
     /// Periodic evaluation: every this many steps (0: only at the end), and the evaluator.
-    evaluator: Option<(u64, Box<dyn Evaluator<B::InnerBackend>>)>,
+    evaluator: Option<ScheduledEval<B::InnerBackend>>,
     /// Data-parallel gradient sync (see [`crate::parallel`]); `None` on a single device.
     grad_sync: Option<Box<dyn GradSync<B>>>,
 }

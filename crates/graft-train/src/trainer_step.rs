@@ -90,7 +90,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub(super) fn maybe_evaluate(&mut self, step: u64) -> Result<()> {
         let last = step == self.config.steps;
         let Some((every, evaluator)) = self.evaluator.as_mut() else { return Ok(()) };
-        if !(last || (*every > 0 && step % *every == 0)) {
+        if !(last || (*every > 0 && step.is_multiple_of(*every))) {
             return Ok(());
         }
         let model = self.model.as_ref().expect("model is present between steps").valid();

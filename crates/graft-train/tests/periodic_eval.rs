@@ -3,6 +3,7 @@
 //! token-weighted mean next-token loss over the source's validation batches, capped by
 //! `max_batches`, with ppl = exp(loss).
 
+#[allow(dead_code)]
 mod common;
 
 use std::path::Path;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use graft_data::{PreparedData, StreamOptions, TrainStream};
+use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
 use graft_train::checkpoint::write_atomic;
 use graft_train::logging::TensorBoardLogger;
 use graft_train::{CheckpointDir, PeriodicEval, Recipe, TrainConfig, Trainer};
@@ -99,19 +99,7 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Reci
     let (device, eval_device) = (AB::Device::default(), backend::device());
     let loaded = model::load_model::<AB>(recipe, &args.recipe, &device)?;
     let tokenizer = loaded.tokenizer.load(&args.recipe)?;
-    if tokenizer.vocab_size() > loaded.config.llama.vocab_size {
-        bail!(
-            "{}: the tokenizer has {} tokens but the model's vocab_size is {}; use the model's tokenizer or raise vocab_size",
-            args.recipe.display(),
-            tokenizer.vocab_size(),
-            loaded.config.llama.vocab_size
-        );
-    }
-    let prepared_dir = recipe.data.prepared_dir_for(&args.recipe);
-    prep::prepare(&recipe.data, &tokenizer, &prepared_dir, &args.recipe)?;
-    let data = PreparedData::open(&recipe.data, &prepared_dir).with_context(|| format!("opening prepared data in {}", prepared_dir.display()))?;
-    let opts = StreamOptions { batch_size: recipe.train.micro_batch_size, rank: 0, world_size: 1 };
-    let mut stream = TrainStream::new(data.clone(), opts)?;
+    let (data, mut stream) = open_data(args, recipe, &tokenizer, loaded.config.llama.vocab_size)?;
 
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
     write_recipe(recipe, run_dir)?;
@@ -122,7 +110,7 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Reci
     }
     let bar = TrainBar::new(total_steps, recipe.tokens_per_step())?;
     let logger = TensorBoardLogger::new(&run_dir.join("tensorboard"))?;
-    let evaluator = evaluator(recipe, data, tokenizer, &eval_device)?;
+    let evaluator = evaluator(recipe, data, tokenizer, eval_device)?;
     // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters; checkpoints then
     // hold the adapter only and --resume loads it back onto the base (graft_train::lora).
     let model = graft_train::lora::prepare_model(loaded.model, recipe)?;
@@ -145,6 +133,29 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Reci
     trainer.run(&mut source).context("training")?;
     drop(bar);
     report_final(run_dir, trainer.state().step, total_steps)
+}
+
+/// Tokenize the recipe's data (reusing unchanged shards) and open rank 0 of 1 of its training stream.
+fn open_data(
+    args: &Args,
+    recipe: &Recipe,
+    tokenizer: &TextTokenizer,
+    vocab_size: usize,
+) -> anyhow::Result<(Arc<PreparedData>, TrainStream)> {
+    if tokenizer.vocab_size() > vocab_size {
+        bail!(
+            "{}: the tokenizer has {} tokens but the model's vocab_size is {vocab_size}; use the model's tokenizer or raise vocab_size",
+            args.recipe.display(),
+            tokenizer.vocab_size()
+        );
+    }
+    let prepared_dir = recipe.data.prepared_dir_for(&args.recipe);
+    prep::prepare(&recipe.data, tokenizer, &prepared_dir, &args.recipe)?;
+    let data = PreparedData::open(&recipe.data, &prepared_dir)
+        .with_context(|| format!("opening prepared data in {}", prepared_dir.display()))?;
+    let opts = StreamOptions { batch_size: recipe.train.micro_batch_size, rank: 0, world_size: 1 };
+    let stream = TrainStream::new(data.clone(), opts)?;
+    Ok((data, stream))
 }
 
 /// Refuse to train over a run directory that already has checkpoints unless resuming.
@@ -198,10 +209,10 @@ fn write_recipe(recipe: &Recipe, run_dir: &Path) -> anyhow::Result<()> {
 fn evaluator(
     recipe: &Recipe,
     data: Arc<PreparedData>,
-    tokenizer: graft_data::TextTokenizer,
-    device: &burn::tensor::Device<Backend>,
+    tokenizer: TextTokenizer,
+    device: burn::tensor::Device<Backend>,
 ) -> anyhow::Result<PeriodicEval<Backend>> {
-    let eval = PeriodicEval::<Backend>::new(data, recipe.train.micro_batch_size, recipe.train.eval_batches, device.clone())?;
+    let eval = PeriodicEval::<Backend>::new(data, recipe.train.micro_batch_size, recipe.train.eval_batches, device)?;
     let tasks = recipe.eval.as_ref().map(|e| e.tasks.clone()).unwrap_or_default();
     if tasks.is_empty() {
         return Ok(eval);
