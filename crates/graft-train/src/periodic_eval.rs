@@ -45,22 +45,47 @@ pub struct PeriodicEval<B: Backend> {
 impl<B: Backend> PeriodicEval<B> {
     /// Held-out loss on every source of `data`, `batch_size` sequences per forward pass and at most
     /// `max_batches` batches per source (0: all).
-    pub fn new(data: Arc<PreparedData>, batch_size: usize, max_batches: usize, device: B::Device) -> Result<Self> {
+    pub fn new(
+        data: Arc<PreparedData>,
+        batch_size: usize,
+        max_batches: usize,
+        device: B::Device,
+    ) -> Result<Self> {
         if batch_size == 0 {
-            return Err(TrainError::Config("evaluation batch size must be > 0".into()));
+            return Err(TrainError::Config(
+                "evaluation batch size must be > 0".into(),
+            ));
         }
-        Ok(Self { data, batch_size, max_batches, tasks: Vec::new(), tokenizer: None, device })
+        Ok(Self {
+            data,
+            batch_size,
+            max_batches,
+            tasks: Vec::new(),
+            tokenizer: None,
+            device,
+        })
     }
 
     /// Also score the multiple-choice task files `paths` (text rows are encoded with `tokenizer`).
-    pub fn with_tasks(mut self, paths: &[impl AsRef<Path>], tokenizer: TextTokenizer) -> Result<Self> {
+    pub fn with_tasks(
+        mut self,
+        paths: &[impl AsRef<Path>],
+        tokenizer: TextTokenizer,
+    ) -> Result<Self> {
         for path in paths {
             let path = path.as_ref();
-            let rows = read_choice_rows(path, None).map_err(|e| TrainError::Data(format!("eval task: {e}")))?;
+            let rows = read_choice_rows(path, None)
+                .map_err(|e| TrainError::Data(format!("eval task: {e}")))?;
             if rows.is_empty() {
-                return Err(TrainError::Data(format!("eval task {} has no rows", path.display())));
+                return Err(TrainError::Data(format!(
+                    "eval task {} has no rows",
+                    path.display()
+                )));
             }
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "task".into());
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "task".into());
             self.tasks.push(ChoiceTask { name, rows });
         }
         self.tokenizer = Some(tokenizer);
@@ -69,18 +94,31 @@ impl<B: Backend> PeriodicEval<B> {
 
     /// Mean loss over the held-out tokens of `source`, and the number of tokens scored.
     fn held_out_loss(&self, model: &Llama<B>, source: &str) -> Result<(f64, u64)> {
-        let batches = self.data.eval_iter(source, self.batch_size, 0, 1).map_err(|e| TrainError::Data(e.to_string()))?;
-        let limit = if self.max_batches == 0 { usize::MAX } else { self.max_batches };
+        let batches = self
+            .data
+            .eval_iter(source, self.batch_size, 0, 1)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let limit = if self.max_batches == 0 {
+            usize::MAX
+        } else {
+            self.max_batches
+        };
         let (mut sum, mut count) = (0.0, 0.0);
         for batch in batches.take(limit) {
             let ids: Vec<i64> = batch.tokens.iter().map(|&t| t as i64).collect();
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch.batch_size, batch.seq_len]), &self.device);
+            let tokens = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(ids, [batch.batch_size, batch.seq_len]),
+                &self.device,
+            );
             let logits = model.forward(tokens.clone());
             let (s, c) = graft_llama::causal_lm_loss_sum(logits, tokens, graft_llama::IGNORE_INDEX);
             sum += scalar(s);
             count += scalar(c);
         }
-        Ok((if count > 0.0 { sum / count } else { f64::NAN }, count as u64))
+        Ok((
+            if count > 0.0 { sum / count } else { f64::NAN },
+            count as u64,
+        ))
     }
 }
 
@@ -98,8 +136,15 @@ impl<B: Backend> Evaluator<B> for PeriodicEval<B> {
         let bos = self.tokenizer.as_ref().and_then(|t| t.bos_id);
         let options = ChoiceOptions::new(model.config().max_position_embeddings, self.batch_size);
         for task in &self.tasks {
-            let result = score_choice_task(model, self.tokenizer.as_ref(), bos, &task.rows, &options, &mut |_, _| {})
-                .map_err(|e| TrainError::Data(format!("eval task `{}`: {e}", task.name)))?;
+            let result = score_choice_task(
+                model,
+                self.tokenizer.as_ref(),
+                bos,
+                &task.rows,
+                &options,
+                &mut |_, _| {},
+            )
+            .map_err(|e| TrainError::Data(format!("eval task `{}`: {e}", task.name)))?;
             out.push((format!("eval/{}/acc", task.name), result.acc));
             out.push((format!("eval/{}/acc_norm", task.name), result.acc_norm));
         }
@@ -109,5 +154,10 @@ impl<B: Backend> Evaluator<B> for PeriodicEval<B> {
 
 /// The value of a one-element tensor as f64.
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f64>().to_vec::<f64>().ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN)
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
 }

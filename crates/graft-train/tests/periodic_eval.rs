@@ -54,14 +54,23 @@ fn evaluator_runs_every_n_steps_and_at_the_end_on_the_current_weights() {
             (f[1] == "eval/probe").then(|| (f[0].parse().unwrap(), f[2].parse().unwrap()))
         })
         .collect();
-    assert_eq!(probes.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4, 5], "every 2 steps and at the last");
-    assert_eq!(probes[2].1, norm_sum(&t.model().valid()), "the evaluator saw the final weights");
+    assert_eq!(
+        probes.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [2, 4, 5],
+        "every 2 steps and at the last"
+    );
+    assert_eq!(
+        probes[2].1,
+        norm_sum(&t.model().valid()),
+        "the evaluator saw the final weights"
+    );
     assert_ne!(probes[0].1, probes[2].1);
 }
 
 /// The biomedicine sample, prepared with the Llama-3 tokenizer into `dir`.
 fn prepared(dir: &Path) -> Arc<PreparedData> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/biomedicine/biomedicine-00.jsonl");
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/biomedicine/biomedicine-00.jsonl");
     let toml = format!(
         "seq_len = 16\nval_fraction = 0.1\n[[sources]]\nname = \"bio\"\npath = \"{}\"\nformat = \"instruction-augmented\"\n",
         data.display()
@@ -84,8 +93,15 @@ fn small_model() -> Llama<Flex> {
 /// (Σ loss, tokens scored) of one batch, computed directly.
 fn batch_loss(model: &Llama<Flex>, b: &graft_data::Batch) -> (f64, f64) {
     let ids: Vec<i64> = b.tokens.iter().map(|&t| t as i64).collect();
-    let tokens = Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids, [b.batch_size, b.seq_len]), &Default::default());
-    let mean = graft_llama::causal_lm_loss(model.forward(tokens.clone()), tokens, graft_llama::IGNORE_INDEX);
+    let tokens = Tensor::<Flex, 2, Int>::from_data(
+        TensorData::new(ids, [b.batch_size, b.seq_len]),
+        &Default::default(),
+    );
+    let mean = graft_llama::causal_lm_loss(
+        model.forward(tokens.clone()),
+        tokens,
+        graft_llama::IGNORE_INDEX,
+    );
     let n = (b.batch_size * (b.seq_len - 1)) as f64;
     (mean.into_scalar().elem::<f64>() * n, n)
 }
@@ -103,10 +119,22 @@ fn held_out_loss_is_the_token_weighted_mean_over_capped_eval_batches() {
     for (cap, expected) in [(1, s0 / n0), (2, (s0 + s1) / (n0 + n1))] {
         let mut eval = PeriodicEval::<Flex>::new(data.clone(), 2, cap, Default::default()).unwrap();
         let scalars = eval.evaluate(&model).unwrap();
-        let get = |tag: &str| scalars.iter().find(|(t, _)| t == tag).map(|(_, v)| *v).unwrap();
+        let get = |tag: &str| {
+            scalars
+                .iter()
+                .find(|(t, _)| t == tag)
+                .map(|(_, v)| *v)
+                .unwrap()
+        };
         let (loss, ppl) = (get("eval/bio/loss"), get("eval/bio/ppl"));
-        assert!((loss - expected).abs() < 1e-4 * expected, "cap {cap}: {loss} vs {expected}");
+        assert!(
+            (loss - expected).abs() < 1e-4 * expected,
+            "cap {cap}: {loss} vs {expected}"
+        );
         assert!((ppl - loss.exp()).abs() < 1e-9 * ppl);
-        assert!((loss - (128256f64).ln()).abs() < 1.0, "a random model is near ln(vocab): {loss}");
+        assert!(
+            (loss - (128256f64).ln()).abs() < 1.0,
+            "a random model is near ln(vocab): {loss}"
+        );
     }
 }

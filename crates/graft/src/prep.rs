@@ -29,7 +29,12 @@ impl TokenizerSource {
     /// The `tokenizer.json` to use; `recipe` names the recipe in the error.
     pub fn path(&self, recipe: &Path) -> anyhow::Result<PathBuf> {
         let from_model = self.model_dir.as_ref().map(|d| d.join("tokenizer.json"));
-        match self.data_tokenizer.clone().or_else(|| self.model_tokenizer.clone()).or(from_model) {
+        match self
+            .data_tokenizer
+            .clone()
+            .or_else(|| self.model_tokenizer.clone())
+            .or(from_model)
+        {
             Some(p) => Ok(p),
             None => bail!(
                 "{}: no tokenizer; set [model].tokenizer (or [data].tokenizer), or [model].base so graft can find tokenizer.json",
@@ -48,8 +53,12 @@ impl TokenizerSource {
         let path = self.path(recipe)?;
         let mut tokenizer = TextTokenizer::from_file(&path, self.bos, self.eos)
             .with_context(|| format!("loading the tokenizer of {}", recipe.display()))?;
-        tokenizer.bos_id = tokenizer.bos_id.or_else(|| tokenizer.token_id("<|begin_of_text|>"));
-        tokenizer.eos_id = tokenizer.eos_id.or_else(|| tokenizer.token_id("<|end_of_text|>"));
+        tokenizer.bos_id = tokenizer
+            .bos_id
+            .or_else(|| tokenizer.token_id("<|begin_of_text|>"));
+        tokenizer.eos_id = tokenizer
+            .eos_id
+            .or_else(|| tokenizer.token_id("<|end_of_text|>"));
         Ok(tokenizer)
     }
 }
@@ -57,7 +66,11 @@ impl TokenizerSource {
 /// Resolve a `[model].base` value (local dir, relative to the recipe's directory, or cached Hub id).
 pub fn resolve_base(base: &str, revision: Option<&str>, recipe: &Path) -> anyhow::Result<PathBuf> {
     let local = recipe.parent().unwrap_or(Path::new(".")).join(base);
-    let base = if local.exists() { local.to_string_lossy().into_owned() } else { base.to_string() };
+    let base = if local.exists() {
+        local.to_string_lossy().into_owned()
+    } else {
+        base.to_string()
+    };
     graft_llama::hub::resolve(&base, revision).with_context(|| {
         format!("resolving [model].base = {base:?} (download a Hub model first with `graft download {base}`)")
     })
@@ -65,20 +78,35 @@ pub fn resolve_base(base: &str, revision: Option<&str>, recipe: &Path) -> anyhow
 
 /// BOS and first EOS id from `<model_dir>/config.json`, when there is one.
 pub fn special_ids(model_dir: Option<&Path>) -> anyhow::Result<(Option<u32>, Option<u32>)> {
-    let Some(dir) = model_dir else { return Ok((None, None)) };
+    let Some(dir) = model_dir else {
+        return Ok((None, None));
+    };
     let path = dir.join("config.json");
     if !path.exists() {
         return Ok((None, None));
     }
     let config = graft_llama::ModelConfig::from_file(&path)?;
-    Ok((config.llama.bos_token_id, config.llama.eos_token_ids.first().copied()))
+    Ok((
+        config.llama.bos_token_id,
+        config.llama.eos_token_ids.first().copied(),
+    ))
 }
 
 /// Tokenize `config`'s sources into `out` (files unchanged since the last run are reused) and print
 /// a per-source summary to stderr.
-pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out: &Path, recipe: &Path) -> anyhow::Result<Manifest> {
-    let manifest = graft_data::prepare(config, tokenizer, out)
-        .with_context(|| format!("preparing the data of {} in {}", recipe.display(), out.display()))?;
+pub fn prepare(
+    config: &DataConfig,
+    tokenizer: &TextTokenizer,
+    out: &Path,
+    recipe: &Path,
+) -> anyhow::Result<Manifest> {
+    let manifest = graft_data::prepare(config, tokenizer, out).with_context(|| {
+        format!(
+            "preparing the data of {} in {}",
+            recipe.display(),
+            out.display()
+        )
+    })?;
     eprintln!(
         "prepared {} in {} ({} file(s) tokenized, {} unchanged)",
         recipe.display(),

@@ -66,14 +66,18 @@ impl TrainBar {
             let _ = write!(w, "{:.0}", s.per_sec());
         })
         .progress_chars("=> ");
-        let bar = ProgressBar::with_draw_target(Some(steps * tps), ProgressDrawTarget::stderr()).with_style(style);
+        let bar = ProgressBar::with_draw_target(Some(steps * tps), ProgressDrawTarget::stderr())
+            .with_style(style);
         bar.set_message("loss -");
         if !bar.is_hidden() {
             if let Ok(mut a) = ACTIVE.lock() {
                 *a = Some(bar.clone());
             }
         }
-        Ok(Self { bar, tokens_per_step: tps })
+        Ok(Self {
+            bar,
+            tokens_per_step: tps,
+        })
     }
 
     /// Continue from `step` (after a resume): jump there without counting it as throughput.

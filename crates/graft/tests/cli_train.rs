@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A tiny recipe over part of the shipped samples (absolute paths), written into `dir`.
@@ -67,26 +70,43 @@ tasks = ["{data}/eval/finance.jsonl"]
 
 fn graft(args: &[&str]) -> Output {
     // RUST_LOG pins the log format the loss parser below reads, whatever the caller's environment.
-    Command::new(env!("CARGO_BIN_EXE_graft")).args(args).env("RUST_LOG", "info").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn train(recipe: &Path, run: &Path, extra: &[&str]) -> (String, String) {
-    let mut args = vec!["train", recipe.to_str().unwrap(), "--out", run.to_str().unwrap()];
+    let mut args = vec![
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = graft(&args);
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "graft train {extra:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "graft train {extra:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     (stdout, stderr)
 }
 
 /// `step → loss` from the trainer's `train` log lines (`step=N loss=X ...`), exact text.
 fn losses(stderr: &str) -> BTreeMap<u64, String> {
     let field = |line: &str, key: &str| {
-        line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.to_string())
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.to_string())
     };
     stderr
         .lines()
@@ -97,22 +117,48 @@ fn losses(stderr: &str) -> BTreeMap<u64, String> {
 
 /// The tensors of a safetensors file by name (dtype, shape, raw bytes), and its metadata map —
 /// compared as maps, since the header's key order is not part of the content.
-type Tensors = (BTreeMap<String, (String, Vec<u64>, Vec<u8>)>, BTreeMap<String, String>);
+type Tensors = (
+    BTreeMap<String, (String, Vec<u64>, Vec<u8>)>,
+    BTreeMap<String, String>,
+);
 
 fn tensors(path: &Path) -> Tensors {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     let data = &bytes[8 + n..];
     let (mut out, mut meta) = (BTreeMap::new(), BTreeMap::new());
     for (name, v) in header {
         if name == "__metadata__" {
-            meta = v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+            meta = v
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
             continue;
         }
-        let off: Vec<usize> = v["data_offsets"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap() as usize).collect();
-        let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        out.insert(name, (v["dtype"].as_str().unwrap().to_string(), shape, data[off[0]..off[1]].to_vec()));
+        let off: Vec<usize> = v["data_offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_u64().unwrap() as usize)
+            .collect();
+        let shape = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        out.insert(
+            name,
+            (
+                v["dtype"].as_str().unwrap().to_string(),
+                shape,
+                data[off[0]..off[1]].to_vec(),
+            ),
+        );
     }
     (out, meta)
 }
@@ -127,29 +173,62 @@ fn short_run_writes_checkpoints_events_recipe_and_prints_the_final_checkpoint() 
     let ckpts = run.join("checkpoints");
     for step in [3, 6] {
         let c = ckpts.join(format!("step-{step}"));
-        for f in ["config.json", "model.safetensors", "optimizer.safetensors", "training_state.json", "tokenizer.json"] {
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "optimizer.safetensors",
+            "training_state.json",
+            "tokenizer.json",
+        ] {
             assert!(c.join(f).is_file(), "{} missing", c.join(f).display());
         }
     }
-    assert_eq!(std::fs::canonicalize(ckpts.join("latest")).unwrap(), std::fs::canonicalize(ckpts.join("step-6")).unwrap());
+    assert_eq!(
+        std::fs::canonicalize(ckpts.join("latest")).unwrap(),
+        std::fs::canonicalize(ckpts.join("step-6")).unwrap()
+    );
     let final_line = format!("final checkpoint: {}", ckpts.join("step-6").display());
-    assert!(stdout.contains(&final_line), "stdout lacks `{final_line}`:\n{stdout}");
+    assert!(
+        stdout.contains(&final_line),
+        "stdout lacks `{final_line}`:\n{stdout}"
+    );
     assert!(stdout.contains("graft export"), "no export hint:\n{stdout}");
 
     let saved = graft_train::Recipe::load(&run.join("recipe.toml"), &[]).unwrap();
-    assert_eq!((saved.name.as_str(), saved.total_steps(), saved.data.seq_len), ("cli-tiny", 6, 32));
+    assert_eq!(
+        (saved.name.as_str(), saved.total_steps(), saved.data.seq_len),
+        ("cli-tiny", 6, 32)
+    );
 
-    let events: Vec<PathBuf> = std::fs::read_dir(run.join("tensorboard")).unwrap().map(|e| e.unwrap().path()).collect();
+    let events: Vec<PathBuf> = std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert!(events[0].file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."));
+    assert!(events[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents."));
     let bytes = std::fs::read(&events[0]).unwrap();
     let has = |tag: &str| bytes.windows(tag.len()).any(|w| w == tag.as_bytes());
-    let tags = ["train/loss", "train/lr", "eval/biomedicine/loss", "eval/biomedicine/ppl", "eval/general/loss", "eval/finance/acc", "eval/finance/acc_norm"];
+    let tags = [
+        "train/loss",
+        "train/lr",
+        "eval/biomedicine/loss",
+        "eval/biomedicine/ppl",
+        "eval/general/loss",
+        "eval/finance/acc",
+        "eval/finance/acc_norm",
+    ];
     for tag in tags {
         assert!(has(tag), "no `{tag}` scalar in {}", events[0].display());
     }
     assert_eq!(losses(&stderr).len(), 6, "one log line per step:\n{stderr}");
-    assert!(stderr.contains("eval/general/loss"), "eval not logged:\n{stderr}");
+    assert!(
+        stderr.contains("eval/general/loss"),
+        "eval not logged:\n{stderr}"
+    );
 }
 
 #[test]
@@ -163,9 +242,17 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     assert!(!split_run.join("checkpoints/step-6").exists());
 
     // without --resume an existing run is not trained over
-    let refused = graft(&["train", recipe.to_str().unwrap(), "--out", split_run.to_str().unwrap()]);
+    let refused = graft(&[
+        "train",
+        recipe.to_str().unwrap(),
+        "--out",
+        split_run.to_str().unwrap(),
+    ]);
     let (_, err) = text(&refused);
-    assert!(!refused.status.success() && err.contains("--resume") && err.contains("--out"), "{err}");
+    assert!(
+        !refused.status.success() && err.contains("--resume") && err.contains("--out"),
+        "{err}"
+    );
 
     let (_, second) = train(&recipe, &split_run, &["--resume"]);
     let full = losses(&full);
@@ -174,11 +261,23 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(full.len(), 6);
     assert_eq!(full, split, "loss curve differs after resume");
     for step in [3, 6] {
-        let (a, b) = (full_run.join(format!("checkpoints/step-{step}")), split_run.join(format!("checkpoints/step-{step}")));
-        let (wa, wb) = (tensors(&a.join("model.safetensors")), tensors(&b.join("model.safetensors")));
+        let (a, b) = (
+            full_run.join(format!("checkpoints/step-{step}")),
+            split_run.join(format!("checkpoints/step-{step}")),
+        );
+        let (wa, wb) = (
+            tensors(&a.join("model.safetensors")),
+            tensors(&b.join("model.safetensors")),
+        );
         assert!(wa.0.len() >= 10 && wa == wb, "step-{step} weights differ");
-        let (oa, ob) = (tensors(&a.join("optimizer.safetensors")), tensors(&b.join("optimizer.safetensors")));
-        assert!(oa.0.len() >= 20 && oa == ob, "step-{step} AdamW moments differ");
+        let (oa, ob) = (
+            tensors(&a.join("optimizer.safetensors")),
+            tensors(&b.join("optimizer.safetensors")),
+        );
+        assert!(
+            oa.0.len() >= 20 && oa == ob,
+            "step-{step} AdamW moments differ"
+        );
     }
 }
 
@@ -187,13 +286,29 @@ fn unknown_recipe_keys_are_errors_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = tiny_recipe(dir.path());
     let run = dir.path().join("run");
-    for (set, key) in [("train.learning_rate=1e-3", "learning_rate"), ("model.init.hiden_size=64", "hiden_size")] {
-        let out = graft(&["train", recipe.to_str().unwrap(), "--out", run.to_str().unwrap(), "--set", set]);
+    for (set, key) in [
+        ("train.learning_rate=1e-3", "learning_rate"),
+        ("model.init.hiden_size=64", "hiden_size"),
+    ] {
+        let out = graft(&[
+            "train",
+            recipe.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            set,
+        ]);
         let (_, stderr) = text(&out);
         assert!(!out.status.success(), "{set} was accepted");
-        assert!(stderr.contains(key), "error does not name `{key}`:\n{stderr}");
+        assert!(
+            stderr.contains(key),
+            "error does not name `{key}`:\n{stderr}"
+        );
     }
-    assert!(!run.join("checkpoints").exists(), "nothing trained on a bad recipe");
+    assert!(
+        !run.join("checkpoints").exists(),
+        "nothing trained on a bad recipe"
+    );
 }
 
 #[test]
@@ -202,7 +317,16 @@ fn activation_checkpointing_trains_the_same_model() {
     let recipe = tiny_recipe(dir.path());
     let (plain_run, ckpt_run) = (dir.path().join("plain"), dir.path().join("ckpt"));
     let (_, plain) = train(&recipe, &plain_run, &["--set", "train.steps=3"]);
-    let (_, ckpt) = train(&recipe, &ckpt_run, &["--set", "train.steps=3", "--set", "train.activation_checkpointing=true"]);
+    let (_, ckpt) = train(
+        &recipe,
+        &ckpt_run,
+        &[
+            "--set",
+            "train.steps=3",
+            "--set",
+            "train.activation_checkpointing=true",
+        ],
+    );
     assert!(ckpt.contains("activation checkpointing: on"), "{ckpt}");
     let (a, b) = (losses(&plain), losses(&ckpt));
     assert_eq!(a.len(), 3);
@@ -219,12 +343,23 @@ fn continual_pretraining_starts_from_a_base_checkpoint_directory() {
     let (_, first) = train(&tiny_recipe(dir.path()), &scratch, &[]);
     // the step-6 checkpoint is an HF model directory with tokenizer.json: use it as [model].base
     let base = scratch.join("checkpoints/step-6");
-    let recipe = recipe_with_model(dir.path(), "continued.toml", &format!("base = \"{}\"\n", base.display()));
-    let (stdout, second) = train(&recipe, &dir.path().join("continued"), &["--set", "train.steps=2"]);
+    let recipe = recipe_with_model(
+        dir.path(),
+        "continued.toml",
+        &format!("base = \"{}\"\n", base.display()),
+    );
+    let (stdout, second) = train(
+        &recipe,
+        &dir.path().join("continued"),
+        &["--set", "train.steps=2"],
+    );
     assert!(second.contains("loading the base model"), "{second}");
     assert!(stdout.contains("continued/checkpoints/step-2"), "{stdout}");
     // same data order from the start, so step 1 sees the same batch: the trained base does better
     let loss1 = |log: &str| -> f64 { losses(log)[&1].parse().unwrap() };
     let (random, trained) = (loss1(&first), loss1(&second));
-    assert!(trained < random - 0.5, "step-1 loss from the trained base {trained} vs from scratch {random}");
+    assert!(
+        trained < random - 0.5,
+        "step-1 loss from the trained base {trained} vs from scratch {random}"
+    );
 }

@@ -17,10 +17,21 @@ fn load(name: &str) -> Recipe {
 
 /// Domain sources (everything but `general`) and general replay weigh the same: 1:1 by tokens.
 fn assert_one_to_one(r: &Recipe) {
-    let (general, domain): (Vec<_>, Vec<_>) = r.data.sources.iter().partition(|s| s.name == "general");
+    let (general, domain): (Vec<_>, Vec<_>) =
+        r.data.sources.iter().partition(|s| s.name == "general");
     let w = |v: &[&graft_data::SourceConfig]| v.iter().map(|s| s.weight).sum::<f64>();
-    assert!(!general.is_empty() && !domain.is_empty(), "{}: needs domain and general sources", r.name);
-    assert!((w(&general) - w(&domain)).abs() < 1e-12, "{}: domain {} vs general {}", r.name, w(&domain), w(&general));
+    assert!(
+        !general.is_empty() && !domain.is_empty(),
+        "{}: needs domain and general sources",
+        r.name
+    );
+    assert!(
+        (w(&general) - w(&domain)).abs() < 1e-12,
+        "{}: domain {} vs general {}",
+        r.name,
+        w(&domain),
+        w(&general)
+    );
 }
 
 #[test]
@@ -39,7 +50,11 @@ fn every_recipe_loads() {
 #[test]
 fn tiny_demo_is_small_and_uses_the_shipped_samples() {
     let r = load("tiny-demo.toml");
-    let init = r.model.init.as_ref().expect("tiny-demo initialises a new model");
+    let init = r
+        .model
+        .init
+        .as_ref()
+        .expect("tiny-demo initialises a new model");
     assert!(init.tie_word_embeddings && init.vocab_size == 128_256 && init.hidden_size <= 256);
     assert!(r.model.tokenizer.as_ref().unwrap().is_file());
     assert_eq!(r.model.dtype, ModelDtype::F32);
@@ -48,25 +63,56 @@ fn tiny_demo_is_small_and_uses_the_shipped_samples() {
     }
     assert_one_to_one(&r);
     let t = &r.train;
-    assert!(t.save_every > 0 && r.total_steps() / t.save_every >= 2, "a couple of checkpoints");
-    assert!(t.eval_every > 0 && r.total_steps() / t.eval_every >= 2, "several evaluations");
+    assert!(
+        t.save_every > 0 && r.total_steps() / t.save_every >= 2,
+        "a couple of checkpoints"
+    );
+    assert!(
+        t.eval_every > 0 && r.total_steps() / t.eval_every >= 2,
+        "several evaluations"
+    );
 }
 
 #[test]
 fn llama3_8b_recipes_carry_the_paper_hyperparameters() {
-    for (file, domain) in [("biomedicine-llama3-8b.toml", "biomedicine"), ("finance-llama3-8b.toml", "finance")] {
+    for (file, domain) in [
+        ("biomedicine-llama3-8b.toml", "biomedicine"),
+        ("finance-llama3-8b.toml", "finance"),
+    ] {
         let r = load(file);
-        assert_eq!(r.model.base.as_deref(), Some("meta-llama/Meta-Llama-3-8B"), "{file}");
+        assert_eq!(
+            r.model.base.as_deref(),
+            Some("meta-llama/Meta-Llama-3-8B"),
+            "{file}"
+        );
         assert_eq!(r.model.dtype, ModelDtype::Bf16, "{file}");
         assert_eq!(r.data.seq_len, 4096, "{file}");
         let t = &r.train;
         let devices = t.devices.as_ref().map_or(1, |d| d.len());
-        assert_eq!(t.micro_batch_size * t.grad_accum * devices, 64, "{file}: global batch of 64 sequences");
-        assert!(t.devices.iter().flatten().chain(&t.device).all(|d| d.starts_with("cuda")), "{file}: CUDA");
-        assert_eq!((t.method, t.lr, t.betas, t.weight_decay, t.clip_norm), (Method::Full, 1e-5, [0.9, 0.95], 0.1, 1.0), "{file}");
+        assert_eq!(
+            t.micro_batch_size * t.grad_accum * devices,
+            64,
+            "{file}: global batch of 64 sequences"
+        );
+        assert!(
+            t.devices
+                .iter()
+                .flatten()
+                .chain(&t.device)
+                .all(|d| d.starts_with("cuda")),
+            "{file}: CUDA"
+        );
+        assert_eq!(
+            (t.method, t.lr, t.betas, t.weight_decay, t.clip_norm),
+            (Method::Full, 1e-5, [0.9, 0.95], 0.1, 1.0),
+            "{file}"
+        );
         assert!(t.warmup_steps > 0 && t.activation_checkpointing, "{file}");
         let tokens = r.total_steps() * (64 * 4096);
-        assert!((0.9e9..1.2e9).contains(&(tokens as f64)), "{file}: {tokens} tokens, not ~1B");
+        assert!(
+            (0.9e9..1.2e9).contains(&(tokens as f64)),
+            "{file}: {tokens} tokens, not ~1B"
+        );
         assert_one_to_one(&r);
         assert!(r.data.sources.iter().any(|s| s.name == domain), "{file}");
     }
@@ -82,7 +128,10 @@ fn placeholder_corpora_fail_naming_the_path() {
             }
             let e = s.files().unwrap_err().to_string();
             let shown = s.path.display().to_string();
-            assert!(e.contains(&shown) && e.contains(&s.name), "{file}: error does not name {shown}: {e}");
+            assert!(
+                e.contains(&shown) && e.contains(&s.name),
+                "{file}: error does not name {shown}: {e}"
+            );
         }
     }
 }

@@ -25,22 +25,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = DataConfig::from_recipe_file(&args.recipe)
         .with_context(|| format!("reading the [data] table of {}", args.recipe.display()))?;
     let tokenizer = tokenizer_source(&args.recipe, &config)?.load(&args.recipe)?;
-    let out = args.out.unwrap_or_else(|| config.prepared_dir_for(&args.recipe));
+    let out = args
+        .out
+        .unwrap_or_else(|| config.prepared_dir_for(&args.recipe));
     prep::prepare(&config, &tokenizer, &out, &args.recipe)?;
     Ok(())
 }
 
 /// The tokenizer settings of the recipe's `[model]` table (read leniently: only the keys used here).
 fn tokenizer_source(recipe: &Path, config: &DataConfig) -> anyhow::Result<TokenizerSource> {
-    let text = std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", recipe.display()))?;
+    let text =
+        std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", recipe.display()))?;
     let model = table.get("model").and_then(|m| m.as_table());
     let get = |key: &str| model.and_then(|m| m.get(key)).and_then(|v| v.as_str());
     let recipe_dir = recipe.parent().unwrap_or(Path::new("."));
-    let model_dir = get("base").map(|base| prep::resolve_base(base, get("revision"), recipe)).transpose()?;
+    let model_dir = get("base")
+        .map(|base| prep::resolve_base(base, get("revision"), recipe))
+        .transpose()?;
     let (mut bos, mut eos) = prep::special_ids(model_dir.as_deref())?;
     if let Some(init) = model.and_then(|m| m.get("init")).and_then(|i| i.as_table()) {
-        let id = |key: &str| init.get(key).and_then(|v| v.as_integer()).and_then(|v| u32::try_from(v).ok());
+        let id = |key: &str| {
+            init.get(key)
+                .and_then(|v| v.as_integer())
+                .and_then(|v| u32::try_from(v).ok())
+        };
         bos = bos.or(id("bos_token_id"));
         eos = eos.or(id("eos_token_id"));
     }

@@ -37,9 +37,11 @@ use crate::prep;
 use crate::progress::{BarLogger, CountingSource, TrainBar};
 
 #[derive(clap::Args)]
-#[command(after_help = "Run directory: recipe.toml, tensorboard/, checkpoints/step-<N>/ and checkpoints/latest. \
+#[command(
+    after_help = "Run directory: recipe.toml, tensorboard/, checkpoints/step-<N>/ and checkpoints/latest. \
 A run directory that already has checkpoints is not trained over: continue it with --resume, or start \
-a new run with --out. A checkpoint is an HF model directory: `graft export <checkpoint> <out-dir>`.")]
+a new run with --out. A checkpoint is an HF model directory: `graft export <checkpoint> <out-dir>`."
+)]
 pub struct Args {
     /// Recipe TOML file (see recipes/).
     pub recipe: PathBuf,
@@ -61,7 +63,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     malloc::keep_freed_memory();
-    let recipe = Recipe::load(&args.recipe, &args.set).with_context(|| format!("loading recipe {}", args.recipe.display()))?;
+    let recipe = Recipe::load(&args.recipe, &args.set)
+        .with_context(|| format!("loading recipe {}", args.recipe.display()))?;
     check_device(&recipe)?;
     if recipe.train.devices.as_ref().is_some_and(|d| d.len() > 1) {
         bail!(
@@ -70,11 +73,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.recipe.display()
         );
     }
-    let run_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&recipe.name));
+    let run_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(&recipe.name));
     check_run_dir(&run_dir, args.resume)?;
     // `train.activation_checkpointing` picks the autodiff backend type (see graft_train::checkpointing)
     let checkpointing = recipe.train.activation_checkpointing;
-    dispatch::<Backend, _>(checkpointing, TrainRun { args, recipe, run_dir })
+    dispatch::<Backend, _>(
+        checkpointing,
+        TrainRun {
+            args,
+            recipe,
+            run_dir,
+        },
+    )
 }
 
 /// Everything after the recipe checks, generic over the training backend.
@@ -88,20 +101,29 @@ impl TrainJob<Backend> for TrainRun {
     type Output = anyhow::Result<()>;
 
     fn run<AB: AutodiffBackend<InnerBackend = Backend>>(self) -> anyhow::Result<()> {
-        let TrainRun { args, recipe, run_dir } = self;
+        let TrainRun {
+            args,
+            recipe,
+            run_dir,
+        } = self;
         train::<AB>(&args, &recipe, &run_dir)
     }
 }
 
 /// Load the model, prepare the data, train, report.
-fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Recipe, run_dir: &Path) -> anyhow::Result<()> {
+fn train<AB: AutodiffBackend<InnerBackend = Backend>>(
+    args: &Args,
+    recipe: &Recipe,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
     // the same device twice: as the training backend sees it, and as the (inner) compute backend
     let (device, eval_device) = (AB::Device::default(), backend::device());
     let loaded = model::load_model::<AB>(recipe, &args.recipe, &device)?;
     let tokenizer = loaded.tokenizer.load(&args.recipe)?;
     let (data, mut stream) = open_data(args, recipe, &tokenizer, loaded.config.llama.vocab_size)?;
 
-    std::fs::create_dir_all(run_dir).with_context(|| format!("creating run directory {}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("creating run directory {}", run_dir.display()))?;
     write_recipe(recipe, run_dir)?;
     let mut config = TrainConfig::from_recipe(recipe);
     let total_steps = config.steps;
@@ -116,7 +138,10 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Reci
     let model = graft_train::lora::prepare_model(loaded.model, recipe)?;
     let mut trainer = Trainer::<AB>::new(model, loaded.config, config.clone(), device)
         .with_run_dir(run_dir)?
-        .with_logger(Box::new(BarLogger { inner: Box::new(logger), bar: bar.bar() }))
+        .with_logger(Box::new(BarLogger {
+            inner: Box::new(logger),
+            bar: bar.bar(),
+        }))
         .with_tokenizer_dir(loaded.tokenizer.dir(&args.recipe)?)
         .with_evaluator(recipe.train.eval_every, Box::new(evaluator));
     if args.resume {
@@ -125,11 +150,16 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(args: &Args, recipe: &Reci
                 bar.start_at(step);
                 tracing::info!(step, run = %run_dir.display(), "resuming");
             }
-            None => tracing::info!(run = %run_dir.display(), "--resume: no checkpoint yet, starting at step 0"),
+            None => {
+                tracing::info!(run = %run_dir.display(), "--resume: no checkpoint yet, starting at step 0")
+            }
         }
     }
     log_plan(recipe, &config, total_steps, run_dir);
-    let mut source = CountingSource { inner: &mut stream, bar: bar.bar() };
+    let mut source = CountingSource {
+        inner: &mut stream,
+        bar: bar.bar(),
+    };
     trainer.run(&mut source).context("training")?;
     drop(bar);
     report_final(run_dir, trainer.state().step, total_steps)
@@ -153,7 +183,11 @@ fn open_data(
     prep::prepare(&recipe.data, tokenizer, &prepared_dir, &args.recipe)?;
     let data = PreparedData::open(&recipe.data, &prepared_dir)
         .with_context(|| format!("opening prepared data in {}", prepared_dir.display()))?;
-    let opts = StreamOptions { batch_size: recipe.train.micro_batch_size, rank: 0, world_size: 1 };
+    let opts = StreamOptions {
+        batch_size: recipe.train.micro_batch_size,
+        rank: 0,
+        world_size: 1,
+    };
     let stream = TrainStream::new(data.clone(), opts)?;
     Ok((data, stream))
 }
@@ -180,13 +214,23 @@ fn check_run_dir(run_dir: &Path, resume: bool) -> anyhow::Result<()> {
 /// This build computes on one backend; a recipe asking for another device is an error, not a surprise.
 fn check_device(recipe: &Recipe) -> anyhow::Result<()> {
     let first = recipe.train.devices.as_ref().and_then(|d| d.first());
-    let Some(device) = recipe.train.device.as_ref().or(first) else { return Ok(()) };
+    let Some(device) = recipe.train.device.as_ref().or(first) else {
+        return Ok(());
+    };
     let wants_cuda = device.starts_with("cuda");
     if wants_cuda != cfg!(feature = "cuda") {
         bail!(
             "train.device = {device:?}, but this graft was built for {}.\nHINT: {}",
-            if cfg!(feature = "cuda") { "CUDA" } else { "the CPU" },
-            if wants_cuda { "build with `--features cuda`, or pass --set train.device=cpu" } else { "pass --set train.device=cuda:0" }
+            if cfg!(feature = "cuda") {
+                "CUDA"
+            } else {
+                "the CPU"
+            },
+            if wants_cuda {
+                "build with `--features cuda`, or pass --set train.device=cpu"
+            } else {
+                "pass --set train.device=cuda:0"
+            }
         );
     }
     Ok(())
@@ -212,8 +256,17 @@ fn evaluator(
     tokenizer: TextTokenizer,
     device: burn::tensor::Device<Backend>,
 ) -> anyhow::Result<PeriodicEval<Backend>> {
-    let eval = PeriodicEval::<Backend>::new(data, recipe.train.micro_batch_size, recipe.train.eval_batches, device)?;
-    let tasks = recipe.eval.as_ref().map(|e| e.tasks.clone()).unwrap_or_default();
+    let eval = PeriodicEval::<Backend>::new(
+        data,
+        recipe.train.micro_batch_size,
+        recipe.train.eval_batches,
+        device,
+    )?;
+    let tasks = recipe
+        .eval
+        .as_ref()
+        .map(|e| e.tasks.clone())
+        .unwrap_or_default();
     if tasks.is_empty() {
         return Ok(eval);
     }
@@ -233,12 +286,20 @@ fn log_plan(recipe: &Recipe, config: &TrainConfig, total_steps: u64, run_dir: &P
 
 /// Print where the final checkpoint is and how to export it.
 fn report_final(run_dir: &Path, step: u64, total_steps: u64) -> anyhow::Result<()> {
-    let latest = CheckpointDir::new(run_dir)?.latest()?.context("training finished but no checkpoint was written")?;
+    let latest = CheckpointDir::new(run_dir)?
+        .latest()?
+        .context("training finished but no checkpoint was written")?;
     if step < total_steps {
         println!("stopped after step {step} of {total_steps}; continue with --resume");
     }
     println!("final checkpoint: {}", latest.path.display());
-    println!("  (also {})", run_dir.join("checkpoints").join("latest").display());
-    println!("export it as a HuggingFace model: graft export {} <out-dir>", latest.path.display());
+    println!(
+        "  (also {})",
+        run_dir.join("checkpoints").join("latest").display()
+    );
+    println!(
+        "export it as a HuggingFace model: graft export {} <out-dir>",
+        latest.path.display()
+    );
     Ok(())
 }

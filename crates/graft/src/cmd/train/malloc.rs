@@ -20,7 +20,8 @@ pub fn keep_freed_memory() {
         const M_TRIM_THRESHOLD: c_int = -1;
         const M_MMAP_MAX: c_int = -4;
         // SAFETY: mallopt only changes allocator tuning parameters; both are valid for any value.
-        let ok = unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, c_int::MAX) == 1 };
+        let ok =
+            unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, c_int::MAX) == 1 };
         if !ok {
             tracing::debug!("mallopt failed; large blocks stay mmap-backed");
         }

@@ -34,28 +34,45 @@ pub fn load_model<AB: AutodiffBackend>(
         (Some(base), _) => {
             let dir = prep::resolve_base(base, None, recipe_path)?;
             tracing::info!(dir = %dir.display(), "loading the base model");
-            let (model, config) = graft_llama::load::<AB>(&dir, device)
-                .with_context(|| format!("loading [model].base = {base:?} from {}", dir.display()))?;
+            let (model, config) = graft_llama::load::<AB>(&dir, device).with_context(|| {
+                format!("loading [model].base = {base:?} from {}", dir.display())
+            })?;
             tokenizer.model_dir = Some(dir);
             (model, config)
         }
         (None, Some(init)) => {
             let config = init_config(init, recipe.model.dtype, recipe_path)?;
             AB::seed(device, recipe.train.seed);
-            tracing::info!(seed = recipe.train.seed, "initialising a new model from [model.init]");
+            tracing::info!(
+                seed = recipe.train.seed,
+                "initialising a new model from [model.init]"
+            );
             (config.llama.init::<AB>(device), config)
         }
-        (None, None) => bail!("{}: [model] needs `base` or a [model.init] table", recipe_path.display()),
+        (None, None) => bail!(
+            "{}: [model] needs `base` or a [model.init] table",
+            recipe_path.display()
+        ),
     };
     tokenizer.bos = config.llama.bos_token_id;
     tokenizer.eos = config.llama.eos_token_ids.first().copied();
-    Ok(LoadedModel { model, config, tokenizer })
+    Ok(LoadedModel {
+        model,
+        config,
+        tokenizer,
+    })
 }
 
 /// `[model.init]` as an HF `config.json` (so checkpoints of a new model load in `transformers`).
-pub fn init_config(init: &ModelInit, dtype: ModelDtype, recipe_path: &Path) -> anyhow::Result<ModelConfig> {
+pub fn init_config(
+    init: &ModelInit,
+    dtype: ModelDtype,
+    recipe_path: &Path,
+) -> anyhow::Result<ModelConfig> {
     let mut json = serde_json::to_value(init).context("serialising [model.init]")?;
-    let map = json.as_object_mut().context("[model.init] is not a table")?;
+    let map = json
+        .as_object_mut()
+        .context("[model.init] is not a table")?;
     for (key, value) in [
         ("architectures", serde_json::json!(["LlamaForCausalLM"])),
         ("model_type", "llama".into()),
@@ -66,7 +83,8 @@ pub fn init_config(init: &ModelInit, dtype: ModelDtype, recipe_path: &Path) -> a
     }
     let origin = PathBuf::from(format!("{} [model.init]", recipe_path.display()));
     let text = serde_json::to_string_pretty(&json).context("serialising [model.init]")?;
-    ModelConfig::from_json_str(&text, &origin).with_context(|| format!("{}: invalid [model.init]", recipe_path.display()))
+    ModelConfig::from_json_str(&text, &origin)
+        .with_context(|| format!("{}: invalid [model.init]", recipe_path.display()))
 }
 
 /// The `torch_dtype` spelling of a recipe dtype.
