@@ -65,9 +65,29 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+/// Touches every parameter so that lazily initialised ones are drawn now.
+struct Materialize;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Draws every lazily initialised weight now, in module order, from the backend RNG as it is
+    /// seeded at this moment. Without this each weight is drawn at its first use, from whatever
+    /// state the (process-wide) RNG has reached by then.
+    pub fn materialize(self) -> Self {
+        self.visit(&mut Materialize);
+        self
+    }
+}
+
 impl LlamaConfig {
     /// Builds a model with lazily initialized random weights (HF init: normal(0, 0.02), norms 1).
-    /// Loading replaces every weight before any is materialized.
+    /// Loading replaces every weight before any is materialized; [`Llama::materialize`] draws
+    /// them at once (a new model trained from a seed).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Llama<B> {
         let embed_tokens = Initializer::Normal {
             mean: 0.0,

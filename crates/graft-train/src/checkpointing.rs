@@ -6,11 +6,11 @@
 //! A recipe picks one at run time (`train.activation_checkpointing`), so the CLI is compiled for
 //! both and [`dispatch`] calls the right monomorphization of a [`TrainJob`]:
 //!
-//! ```ignore
+//! ```text
 //! struct Job { recipe: Recipe }
 //! impl TrainJob<Backend> for Job {
 //!     type Output = anyhow::Result<()>;
-//!     fn run<AB: AutodiffBackend<InnerBackend = Backend>>(self) -> Self::Output { /* Trainer::<AB>… */ }
+//!     fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(self) -> Self::Output { /* Trainer::<AB>… */ }
 //! }
 //! dispatch::<Backend, _>(recipe.train.activation_checkpointing, Job { recipe })
 //! ```
@@ -33,7 +33,7 @@ pub trait TrainJob<B: Backend> {
     /// What the job returns.
     type Output;
     /// Run the job on the training backend `AB`.
-    fn run<AB: AutodiffBackend<InnerBackend = B>>(self) -> Self::Output;
+    fn run<AB: AutodiffBackend<InnerBackend = B, Device = B::Device>>(self) -> Self::Output;
 }
 
 /// Run `job` on [`Checkpointed<B>`] when `checkpointing` is set, else on [`Plain<B>`].

@@ -52,19 +52,6 @@ impl ParallelConfig {
         self.global.as_ref().map_or(0, |g| g.node_rank as usize) * self.local_devices + local
     }
 
-    /// Micro-batches per step on each peer so that the global batch stays the recipe's
-    /// `grad_accum` micro-batches: `grad_accum / world_size`, which must divide evenly.
-    pub fn peer_grad_accum(&self, grad_accum: usize) -> Result<usize> {
-        let world = self.world_size();
-        if world == 0 || !grad_accum.is_multiple_of(world) {
-            return Err(TrainError::Config(format!(
-                "train.grad_accum = {grad_accum} cannot be split over {world} data-parallel peers; \
-                 use a multiple of {world} (each peer runs grad_accum / peers micro-batches per step)"
-            )));
-        }
-        Ok(grad_accum / world)
-    }
-
     /// The burn-collective configuration of this node: a binary tree locally, a ring between
     /// nodes (burn-collective's recommendation).
     pub fn collective_config(&self) -> Result<CollectiveConfig> {

@@ -267,7 +267,14 @@ impl Recipe {
 
     /// Tokens consumed by one optimizer step.
     pub fn tokens_per_step(&self) -> u64 {
-        (self.train.micro_batch_size * self.train.grad_accum * self.data.seq_len) as u64
+        (self.train.micro_batch_size * self.train.grad_accum * self.data_parallel() * self.data.seq_len) as u64
+    }
+
+    /// Data-parallel replicas: the length of `train.devices` (what `graft train --devices` sets),
+    /// else 1. `train.grad_accum` is per replica, so the global batch is
+    /// `micro_batch_size × grad_accum × replicas` sequences (torchtune's and torchtitan's convention).
+    pub fn data_parallel(&self) -> usize {
+        self.train.devices.as_ref().map_or(1, |d| d.len().max(1))
     }
 
     /// Number of optimizer steps: `train.steps`, or `total_tokens` / tokens per step, rounded up.

@@ -28,6 +28,11 @@ pub trait BatchSource {
     fn tokens_per_source(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }
+    /// Passes over each named source's training split so far, fractional (for
+    /// `train/epochs/<source>`: sources smaller than their share repeat).
+    fn epochs_per_source(&self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
 }
 
 /// Fixed batches served in order; the cursor is the index of the next one.
@@ -80,5 +85,9 @@ impl BatchSource for graft_data::TrainStream {
 
     fn tokens_per_source(&self) -> BTreeMap<String, u64> {
         self.stats().into_iter().map(|s| (s.name, s.tokens)).collect()
+    }
+
+    fn epochs_per_source(&self) -> BTreeMap<String, f64> {
+        self.stats().into_iter().map(|s| (s.name, s.epochs)).collect()
     }
 }

@@ -194,13 +194,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut last_log = (Instant::now(), self.state.tokens_seen);
         while self.state.step < self.config.steps {
             let report = self.train_step(data)?;
-            if report.step % self.config.log_every == 0 || report.step == self.config.steps {
+            // data-parallel peers hold the same (averaged) scalars: only rank 0 logs and saves
+            let primary = self.grad_sync.as_ref().is_none_or(|s| s.rank() == 0);
+            if primary && (report.step % self.config.log_every == 0 || report.step == self.config.steps) {
                 self.log(&report, data, &mut last_log)?;
             }
             self.maybe_evaluate(report.step)?;
             let save = self.config.save_every > 0 && report.step % self.config.save_every == 0;
-            let primary = self.grad_sync.as_ref().is_none_or(|s| s.rank() == 0);
-            if self.checkpoints.is_some() && primary && (save || report.step == self.config.steps) {
+            // a skipped (non-finite) step saves nothing: `latest` stays the last good checkpoint
+            let save = !report.skipped && (save || report.step == self.config.steps);
+            if self.checkpoints.is_some() && primary && save {
                 self.save_checkpoint(data)?;
             }
             reports.push(report);

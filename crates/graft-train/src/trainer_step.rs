@@ -7,7 +7,13 @@ use super::*;
 impl<B: AutodiffBackend> Trainer<B> {
     /// One optimizer step over `grad_accum` micro-batches. A step whose loss or gradient norm is
     /// not finite is skipped (no update, moments untouched); too many in a row is an error.
+    ///
+    /// The backend RNG (LoRA dropout masks) is reseeded from `(seed, step, rank)` first: it is not
+    /// part of a checkpoint, so this is what makes a resumed run draw the same masks as an
+    /// uninterrupted one.
     pub fn train_step(&mut self, data: &mut dyn BatchSource) -> Result<StepReport> {
+        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
+        B::seed(&self.device, step_seed(self.config.seed, self.state.step, rank));
         let lr = self.config.schedule.lr(self.state.lr_step);
         let model = self.model.take().expect("model is present between steps");
         let synced = self.accumulate(&model, data).and_then(|(loss, grads)| match self.grad_sync.as_mut() {
@@ -47,12 +53,14 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Forward/backward of every micro-batch; returns Σ loss/grad_accum and the summed gradients.
     fn accumulate(&mut self, model: &Llama<B>, data: &mut dyn BatchSource) -> Result<(f64, GradientsParams)> {
         let accum = self.config.grad_accum;
+        // every data-parallel peer takes a micro-batch of the same shape: count them all
+        let peers = self.grad_sync.as_ref().map_or(1, |s| s.world_size()) as u64;
         let mut acc = GradientsAccumulator::new();
         let mut loss_sum = 0.0;
         for _ in 0..accum {
             let batch = data.next_batch()?;
             let tokens = self.tokens(batch)?;
-            self.state.tokens_seen += tokens.shape().num_elements() as u64;
+            self.state.tokens_seen += tokens.shape().num_elements() as u64 * peers;
             let logits = model.forward(tokens.clone());
             let loss = graft_llama::causal_lm_loss(logits, tokens, graft_llama::IGNORE_INDEX).div_scalar(accum as f64);
             loss_sum += scalar(loss.clone().inner());
@@ -82,6 +90,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         for (source, tokens) in data.tokens_per_source() {
             logger.scalar(&format!("train/tokens_seen/{source}"), tokens as f64, r.step)?;
+        }
+        for (source, epochs) in data.epochs_per_source() {
+            logger.scalar(&format!("train/epochs/{source}"), epochs, r.step)?;
         }
         logger.flush()
     }
@@ -151,6 +162,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         tracing::info!(step = self.state.step, path = %ckpt.path.display(), "resumed");
         Ok(Some(self.state.step))
     }
+}
+
+/// The backend-RNG seed of the step after `step` on `rank`: SplitMix64 of the three, so that
+/// neighbouring steps and ranks get unrelated streams.
+pub(crate) fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    mix(mix(mix(seed) ^ step) ^ rank as u64)
 }
 
 /// The value of a one-element tensor as f64.

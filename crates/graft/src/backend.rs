@@ -13,3 +13,17 @@ pub type TrainBackend = burn::backend::Autodiff<Backend>;
 pub fn device() -> burn::tensor::Device<Backend> {
     Default::default()
 }
+
+/// Device `index`: GPU `index` on CUDA; on the CPU every index is the one CPU device (several
+/// data-parallel peers then share the CPU, which is only useful for testing).
+#[cfg(feature = "cuda")]
+pub fn device_at(index: usize) -> burn::tensor::Device<Backend> {
+    burn::backend::cuda::CudaDevice::new(index)
+}
+
+/// Device `index`: GPU `index` on CUDA; on the CPU every index is the one CPU device (several
+/// data-parallel peers then share the CPU, which is only useful for testing).
+#[cfg(not(feature = "cuda"))]
+pub fn device_at(_index: usize) -> burn::tensor::Device<Backend> {
+    Default::default()
+}

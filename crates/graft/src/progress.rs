@@ -107,12 +107,15 @@ pub struct CountingSource<'a> {
     pub inner: &'a mut dyn BatchSource,
     /// The bar to advance.
     pub bar: ProgressBar,
+    /// Data-parallel peers taking a batch of the same size at the same time (1 on one device):
+    /// the bar counts all their tokens.
+    pub peers: u64,
 }
 
 impl BatchSource for CountingSource<'_> {
     fn next_batch(&mut self) -> graft_train::Result<TokenBatch> {
         let batch = self.inner.next_batch()?;
-        self.bar.inc(batch.tokens.len() as u64);
+        self.bar.inc(batch.tokens.len() as u64 * self.peers);
         Ok(batch)
     }
     fn cursor(&self) -> graft_train::Result<serde_json::Value> {
@@ -123,6 +126,9 @@ impl BatchSource for CountingSource<'_> {
     }
     fn tokens_per_source(&self) -> BTreeMap<String, u64> {
         self.inner.tokens_per_source()
+    }
+    fn epochs_per_source(&self) -> BTreeMap<String, f64> {
+        self.inner.epochs_per_source()
     }
 }
 

@@ -215,6 +215,11 @@ fn short_run_writes_checkpoints_events_recipe_and_prints_the_final_checkpoint() 
     let tags = [
         "train/loss",
         "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "train/tokens_seen/biomedicine",
+        "train/tokens_seen/general",
+        "train/epochs/general",
         "eval/biomedicine/loss",
         "eval/biomedicine/ppl",
         "eval/general/loss",
@@ -362,4 +367,105 @@ fn continual_pretraining_starts_from_a_base_checkpoint_directory() {
         trained < random - 0.5,
         "step-1 loss from the trained base {trained} vs from scratch {random}"
     );
+}
+
+/// The f32 values of every tensor of a safetensors file (all tensors of these runs are f32).
+fn f32_tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
+    tensors(path)
+        .0
+        .into_iter()
+        .map(|(name, (dtype, _, bytes))| {
+            assert_eq!(dtype, "F32", "{name}");
+            let values = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+#[test]
+fn two_devices_train_the_same_model_as_one() {
+    // --devices 0,1 on the CPU: two data-parallel peers share the CPU, each running
+    // grad_accum = 1 micro-batch of its own slice of the stream, gradients all-reduced: the same
+    // global batch as one device running grad_accum = 2 (the tiny recipe's).
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let (one_run, two_run) = (dir.path().join("one"), dir.path().join("two"));
+    let (_, one) = train(&recipe, &one_run, &["--set", "train.steps=3"]);
+    let (stdout, two) = train(
+        &recipe,
+        &two_run,
+        &[
+            "--set",
+            "train.steps=3",
+            "--set",
+            "train.grad_accum=1",
+            "--devices",
+            "0,1",
+        ],
+    );
+    assert!(two.contains("global_batch=4"), "{two}");
+    assert!(two.contains("data-parallel training"), "{two}");
+    assert!(stdout.contains("two/checkpoints/step-3"), "{stdout}");
+    let (a, b) = (losses(&one), losses(&two));
+    assert_eq!((a.len(), b.len()), (3, 3), "one log line per step:\n{two}");
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "step {step}: {x} vs {y}");
+    }
+    let file = "checkpoints/step-3/model.safetensors";
+    let (wa, wb) = (
+        f32_tensors(&one_run.join(file)),
+        f32_tensors(&two_run.join(file)),
+    );
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+    for (name, x) in &wa {
+        let diff = x
+            .iter()
+            .zip(&wb[name])
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-4, "{name}: max abs diff {diff}");
+    }
+    // the recipe recorded in the run names the devices it trained on
+    let saved = std::fs::read_to_string(two_run.join("recipe.toml")).unwrap();
+    assert!(saved.contains("cpu:0") && saved.contains("cpu:1"), "{saved}");
+}
+
+#[test]
+fn the_tiny_demo_recipe_runs_end_to_end() {
+    // The README's main command, shortened to 4 steps (checkpoint and eval at 2 and 4), run from
+    // a scratch directory so that its default runs/ paths land there.
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = repo().join("recipes/tiny-demo.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .current_dir(dir.path())
+        .args(["train", recipe.to_str().unwrap()])
+        .args(["--set", "train.steps=4", "--set", "train.save_every=2"])
+        .args(["--set", "train.eval_every=2", "--set", "train.log_every=1"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let run = dir.path().join("runs/tiny-demo");
+    assert!(
+        stdout.contains("final checkpoint: runs/tiny-demo/checkpoints/step-4"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("runs/prepared/tiny-demo/manifest.json").is_file());
+    let (model, config) = graft_llama::load::<burn::backend::Flex>(
+        run.join("checkpoints/latest"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!((config.llama.hidden_size, config.llama.vocab_size), (128, 128256));
+    assert!(config.llama.tie_word_embeddings);
+    drop(model);
+    assert_eq!(losses(&stderr).len(), 4, "{stderr}");
+    for tag in ["eval/biomedicine/loss", "eval/finance/loss", "eval/general/loss", "eval/finance/acc"] {
+        assert!(stderr.contains(tag), "no {tag} in the log:\n{stderr}");
+    }
 }

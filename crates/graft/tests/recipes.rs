@@ -94,6 +94,7 @@ fn llama3_8b_recipes_carry_the_paper_hyperparameters() {
             64,
             "{file}: global batch of 64 sequences"
         );
+        assert_eq!(r.tokens_per_step(), 64 * 4096, "{file}: ~0.25M tokens per step");
         assert!(
             t.devices
                 .iter()
@@ -108,7 +109,7 @@ fn llama3_8b_recipes_carry_the_paper_hyperparameters() {
             "{file}"
         );
         assert!(t.warmup_steps > 0 && t.activation_checkpointing, "{file}");
-        let tokens = r.total_steps() * (64 * 4096);
+        let tokens = r.total_steps() * r.tokens_per_step();
         assert!(
             (0.9e9..1.2e9).contains(&(tokens as f64)),
             "{file}: {tokens} tokens, not ~1B"

@@ -1,4 +1,4 @@
-//! `graft train RECIPE [--out RUN_DIR] [--set key=value]... [--resume] [--stop-after STEP]`
+//! `graft train RECIPE [--out RUN_DIR] [--set key=value]... [--resume] [--stop-after STEP] [--devices 0,1,…]`
 //!
 //! Loads the recipe (with `--set` overrides) → loads `[model].base` or initialises `[model.init]`
 //! → prepares the data (a no-op when the inputs are unchanged) → trains with periodic evaluation,
@@ -16,25 +16,30 @@
 //! pass `--resume` or another `--out`). `--resume` continues from `checkpoints/latest` (weights,
 //! AdamW moments, schedule position, data position, RNG) and gives the same weights as an
 //! uninterrupted run; with no checkpoint yet it starts at step 0 (LitGPT's `--resume auto`).
+//!
+//! Several devices (`--devices 0,1` or `train.devices`) train data-parallel, one peer per device
+//! (see `peer` and docs/distributed.md); `train.grad_accum` is per device, so the global batch is
+//! `micro_batch_size × grad_accum × devices` sequences.
 
+mod devices;
 mod malloc;
 mod model;
+mod peer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
-use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
+use graft_data::{PreparedData, TextTokenizer};
 use graft_train::checkpoint::write_atomic;
-use graft_train::logging::TensorBoardLogger;
-use graft_train::{CheckpointDir, PeriodicEval, Recipe, TrainConfig, Trainer};
+use graft_train::{CheckpointDir, Recipe, TrainConfig};
 
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Device;
 use graft_train::checkpointing::{dispatch, TrainJob};
 
 use crate::backend::{self, Backend};
 use crate::prep;
-use crate::progress::{BarLogger, CountingSource, TrainBar};
 
 #[derive(clap::Args)]
 #[command(
@@ -59,20 +64,25 @@ pub struct Args {
     /// spans all steps, so `--resume` later continues the same run.
     #[arg(long, value_name = "STEP")]
     pub stop_after: Option<u64>,
+    /// Train data-parallel on these devices (GPU indices), one replica each; overrides
+    /// train.device(s). train.grad_accum is per device: the global batch is
+    /// micro_batch_size × grad_accum × devices sequences.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub devices: Vec<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     malloc::keep_freed_memory();
-    let recipe = Recipe::load(&args.recipe, &args.set)
+    let mut recipe = Recipe::load(&args.recipe, &args.set)
         .with_context(|| format!("loading recipe {}", args.recipe.display()))?;
-    check_device(&recipe)?;
-    if recipe.train.devices.as_ref().is_some_and(|d| d.len() > 1) {
-        bail!(
-            "{}: train.devices lists several devices, but data-parallel training is not wired into `graft train` yet.\n\
-             HINT: --set train.devices='[\"cuda:0\"]' and raise train.grad_accum to keep the global batch",
-            args.recipe.display()
-        );
+    if !args.devices.is_empty() {
+        // --devices replaces the recipe's devices (and is recorded in the run's recipe.toml)
+        recipe.train.device = None;
+        recipe.train.devices = Some(args.devices.iter().map(|&i| devices::device_name(i)).collect());
     }
+    check_device(&recipe)?;
+    let devices = devices::device_indices(&args.devices, &recipe)
+        .with_context(|| format!("choosing the devices of {}", args.recipe.display()))?;
     let run_dir = args
         .out
         .clone()
@@ -86,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args,
             recipe,
             run_dir,
+            devices,
         },
     )
 }
@@ -95,32 +106,33 @@ struct TrainRun {
     args: Args,
     recipe: Recipe,
     run_dir: PathBuf,
+    devices: Vec<usize>,
 }
 
 impl TrainJob<Backend> for TrainRun {
     type Output = anyhow::Result<()>;
 
-    fn run<AB: AutodiffBackend<InnerBackend = Backend>>(self) -> anyhow::Result<()> {
+    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(self) -> anyhow::Result<()> {
         let TrainRun {
             args,
             recipe,
             run_dir,
+            devices,
         } = self;
-        train::<AB>(&args, &recipe, &run_dir)
+        train::<AB>(&args, &recipe, &run_dir, &devices)
     }
 }
 
-/// Load the model, prepare the data, train, report.
-fn train<AB: AutodiffBackend<InnerBackend = Backend>>(
+/// Resolve the model, prepare the data, train on `devices`, report.
+fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
     args: &Args,
     recipe: &Recipe,
     run_dir: &Path,
+    devices: &[usize],
 ) -> anyhow::Result<()> {
-    // the same device twice: as the training backend sees it, and as the (inner) compute backend
-    let (device, eval_device) = (AB::Device::default(), backend::device());
-    let loaded = model::load_model::<AB>(recipe, &args.recipe, &device)?;
-    let tokenizer = loaded.tokenizer.load(&args.recipe)?;
-    let (data, mut stream) = open_data(args, recipe, &tokenizer, loaded.config.llama.vocab_size)?;
+    let model = model::resolve_model(recipe, &args.recipe)?;
+    let tokenizer = model.tokenizer.load(&args.recipe)?;
+    let data = open_data(args, recipe, &tokenizer, model.config.llama.vocab_size)?;
 
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("creating run directory {}", run_dir.display()))?;
@@ -130,48 +142,28 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend>>(
     if let Some(stop) = args.stop_after {
         config.steps = stop.min(total_steps); // the schedule keeps total_steps
     }
-    let bar = TrainBar::new(total_steps, recipe.tokens_per_step())?;
-    let logger = TensorBoardLogger::new(&run_dir.join("tensorboard"))?;
-    let evaluator = evaluator(recipe, data, tokenizer, eval_device)?;
-    // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters; checkpoints then
-    // hold the adapter only and --resume loads it back onto the base (graft_train::lora).
-    let model = graft_train::lora::prepare_model(loaded.model, recipe)?;
-    let mut trainer = Trainer::<AB>::new(model, loaded.config, config.clone(), device)
-        .with_run_dir(run_dir)?
-        .with_logger(Box::new(BarLogger {
-            inner: Box::new(logger),
-            bar: bar.bar(),
-        }))
-        .with_tokenizer_dir(loaded.tokenizer.dir(&args.recipe)?)
-        .with_evaluator(recipe.train.eval_every, Box::new(evaluator));
-    if args.resume {
-        match trainer.resume(&mut stream)? {
-            Some(step) => {
-                bar.start_at(step);
-                tracing::info!(step, run = %run_dir.display(), "resuming");
-            }
-            None => {
-                tracing::info!(run = %run_dir.display(), "--resume: no checkpoint yet, starting at step 0")
-            }
-        }
-    }
-    log_plan(recipe, &config, total_steps, run_dir);
-    let mut source = CountingSource {
-        inner: &mut stream,
-        bar: bar.bar(),
+    log_plan(recipe, &config, total_steps, run_dir, devices);
+    let job = peer::Job {
+        args,
+        recipe,
+        run_dir,
+        model,
+        data,
+        tokenizer: Mutex::new(Some(tokenizer)),
+        config,
+        total_steps,
     };
-    trainer.run(&mut source).context("training")?;
-    drop(bar);
-    report_final(run_dir, trainer.state().step, total_steps)
+    let step = job.run::<AB>(devices.iter().map(|&i| backend::device_at(i)).collect())?;
+    report_final(run_dir, step, total_steps)
 }
 
-/// Tokenize the recipe's data (reusing unchanged shards) and open rank 0 of 1 of its training stream.
+/// Tokenize the recipe's data (reusing unchanged shards) and open it.
 fn open_data(
     args: &Args,
     recipe: &Recipe,
     tokenizer: &TextTokenizer,
     vocab_size: usize,
-) -> anyhow::Result<(Arc<PreparedData>, TrainStream)> {
+) -> anyhow::Result<Arc<PreparedData>> {
     if tokenizer.vocab_size() > vocab_size {
         bail!(
             "{}: the tokenizer has {} tokens but the model's vocab_size is {vocab_size}; use the model's tokenizer or raise vocab_size",
@@ -183,13 +175,7 @@ fn open_data(
     prep::prepare(&recipe.data, tokenizer, &prepared_dir, &args.recipe)?;
     let data = PreparedData::open(&recipe.data, &prepared_dir)
         .with_context(|| format!("opening prepared data in {}", prepared_dir.display()))?;
-    let opts = StreamOptions {
-        batch_size: recipe.train.micro_batch_size,
-        rank: 0,
-        world_size: 1,
-    };
-    let stream = TrainStream::new(data.clone(), opts)?;
-    Ok((data, stream))
+    Ok(data)
 }
 
 /// Refuse to train over a run directory that already has checkpoints unless resuming.
@@ -249,33 +235,16 @@ fn write_recipe(recipe: &Recipe, run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Held-out loss per source, plus the recipe's multiple-choice tasks.
-fn evaluator(
+fn log_plan(
     recipe: &Recipe,
-    data: Arc<PreparedData>,
-    tokenizer: TextTokenizer,
-    device: burn::tensor::Device<Backend>,
-) -> anyhow::Result<PeriodicEval<Backend>> {
-    let eval = PeriodicEval::<Backend>::new(
-        data,
-        recipe.train.micro_batch_size,
-        recipe.train.eval_batches,
-        device,
-    )?;
-    let tasks = recipe
-        .eval
-        .as_ref()
-        .map(|e| e.tasks.clone())
-        .unwrap_or_default();
-    if tasks.is_empty() {
-        return Ok(eval);
-    }
-    Ok(eval.with_tasks(&tasks, tokenizer)?)
-}
-
-fn log_plan(recipe: &Recipe, config: &TrainConfig, total_steps: u64, run_dir: &Path) {
+    config: &TrainConfig,
+    total_steps: u64,
+    run_dir: &Path,
+    devices: &[usize],
+) {
     tracing::info!(
         recipe = %recipe.name,
+        devices = ?devices,
         steps = total_steps,
         stop_after = config.steps,
         tokens_per_step = recipe.tokens_per_step(),

@@ -1,5 +1,6 @@
 //! The model a recipe trains: a base checkpoint (local HF directory or cached Hub id), or a
-//! randomly initialised Llama built from `[model.init]`, seeded with `train.seed`.
+//! randomly initialised Llama built from `[model.init]`, seeded with `train.seed`. Resolved once
+//! ([`resolve_model`]), then built on each training device ([`ModelSpec::build`]).
 
 use std::path::{Path, PathBuf};
 
@@ -11,44 +12,45 @@ use graft_train::{ModelDtype, Recipe};
 
 use crate::prep::{self, TokenizerSource};
 
-/// The model to train, its config (written into every checkpoint) and where its tokenizer is.
-pub struct LoadedModel<AB: AutodiffBackend> {
-    pub model: Llama<AB>,
+/// Where the recipe's model comes from, resolved once before any weights are read.
+#[derive(Debug, Clone)]
+pub enum ModelOrigin {
+    /// A base checkpoint directory (`[model].base`).
+    Base(PathBuf),
+    /// `[model.init]`: random weights from the backend RNG seeded with this seed.
+    Init(u64),
+}
+
+/// The model to train, resolved but not yet built: its origin, its config (written into every
+/// checkpoint) and where its tokenizer is. Built once per device with [`ModelSpec::build`].
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub origin: ModelOrigin,
     pub config: ModelConfig,
     pub tokenizer: TokenizerSource,
 }
 
-/// Load or initialise the recipe's model on `device`. `recipe_path` locates relative paths and
-/// names the recipe in errors.
-pub fn load_model<AB: AutodiffBackend>(
-    recipe: &Recipe,
-    recipe_path: &Path,
-    device: &AB::Device,
-) -> anyhow::Result<LoadedModel<AB>> {
+/// Resolve the recipe's model (reading only `config.json`). `recipe_path` locates relative paths
+/// and names the recipe in errors.
+pub fn resolve_model(recipe: &Recipe, recipe_path: &Path) -> anyhow::Result<ModelSpec> {
     let mut tokenizer = TokenizerSource {
         data_tokenizer: recipe.data.tokenizer.clone(),
         model_tokenizer: recipe.model.tokenizer.clone(),
         ..Default::default()
     };
-    let (model, config) = match (&recipe.model.base, &recipe.model.init) {
+    let (origin, config) = match (&recipe.model.base, &recipe.model.init) {
         (Some(base), _) => {
             let dir = prep::resolve_base(base, None, recipe_path)?;
-            tracing::info!(dir = %dir.display(), "loading the base model");
-            let (model, config) = graft_llama::load::<AB>(&dir, device).with_context(|| {
-                format!("loading [model].base = {base:?} from {}", dir.display())
+            let config = ModelConfig::from_file(dir.join("config.json")).with_context(|| {
+                format!("reading the config of [model].base = {base:?} in {}", dir.display())
             })?;
-            tokenizer.model_dir = Some(dir);
-            (model, config)
+            tokenizer.model_dir = Some(dir.clone());
+            (ModelOrigin::Base(dir), config)
         }
-        (None, Some(init)) => {
-            let config = init_config(init, recipe.model.dtype, recipe_path)?;
-            AB::seed(device, recipe.train.seed);
-            tracing::info!(
-                seed = recipe.train.seed,
-                "initialising a new model from [model.init]"
-            );
-            (config.llama.init::<AB>(device), config)
-        }
+        (None, Some(init)) => (
+            ModelOrigin::Init(recipe.train.seed),
+            init_config(init, recipe.model.dtype, recipe_path)?,
+        ),
         (None, None) => bail!(
             "{}: [model] needs `base` or a [model.init] table",
             recipe_path.display()
@@ -56,11 +58,34 @@ pub fn load_model<AB: AutodiffBackend>(
     };
     tokenizer.bos = config.llama.bos_token_id;
     tokenizer.eos = config.llama.eos_token_ids.first().copied();
-    Ok(LoadedModel {
-        model,
+    Ok(ModelSpec {
+        origin,
         config,
         tokenizer,
     })
+}
+
+impl ModelSpec {
+    /// Load the base weights, or initialise new ones from the seeded backend RNG, on `device`.
+    ///
+    /// The backend RNG is process-wide: data-parallel peers build their models one at a time
+    /// (see `super::peer`) so that seeding and drawing are not interleaved.
+    pub fn build<AB: AutodiffBackend>(&self, device: &AB::Device) -> anyhow::Result<Llama<AB>> {
+        match &self.origin {
+            ModelOrigin::Base(dir) => {
+                tracing::info!(dir = %dir.display(), "loading the base model");
+                let (model, _) = graft_llama::load::<AB>(dir, device)
+                    .with_context(|| format!("loading the base model from {}", dir.display()))?;
+                Ok(model)
+            }
+            ModelOrigin::Init(seed) => {
+                AB::seed(device, *seed);
+                tracing::info!(seed, "initialising a new model from [model.init]");
+                // draw the weights now, from this seed (the trainer reseeds the RNG every step)
+                Ok(self.config.llama.init::<AB>(device).materialize())
+            }
+        }
+    }
 }
 
 /// `[model.init]` as an HF `config.json` (so checkpoints of a new model load in `transformers`).

@@ -1,0 +1,243 @@
+//! Training on one device, or data-parallel on several (one peer thread per device, see
+//! `graft_train::parallel` and docs/distributed.md).
+//!
+//! Every peer builds its own replica, reads its own slice of the data (`TrainStream` rank `r` of
+//! `world`: global sequence `g` goes to rank `g % world`) and runs the recipe's `grad_accum`
+//! micro-batches per step (`grad_accum` is per device, as in torchtune: the global batch is
+//! `micro_batch_size × grad_accum × devices`); the gradients and the loss are averaged over the
+//! peers after each step's backward passes, which makes the run equal (up to float rounding) to a
+//! one-device run with `devices` times the micro-batches.
+//! Rank 0 alone logs, shows progress, evaluates and saves checkpoints; every rank resumes from
+//! rank 0's checkpoint (the data cursor is the same on every rank).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Device;
+use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
+use graft_train::logging::TensorBoardLogger;
+use graft_train::parallel::{run_data_parallel, DataParallel, ParallelConfig};
+use graft_train::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Trainer};
+
+use super::model::{ModelOrigin, ModelSpec};
+use super::Args;
+use crate::backend::Backend;
+use crate::progress::{BarLogger, CountingSource, TrainBar};
+
+/// Everything the peers share: the resolved recipe, model and data, and the loop settings.
+pub struct Job<'a> {
+    pub args: &'a Args,
+    pub recipe: &'a Recipe,
+    pub run_dir: &'a Path,
+    pub model: ModelSpec,
+    pub data: Arc<PreparedData>,
+    /// Taken by rank 0 for the evaluator's choice tasks.
+    pub tokenizer: Mutex<Option<TextTokenizer>>,
+    /// Loop settings; `grad_accum` is per device.
+    pub config: TrainConfig,
+    /// Steps of the whole run (`config.steps` is lower with --stop-after).
+    pub total_steps: u64,
+}
+
+/// One peer: its rank among `world` peers, its device and micro-batches per step.
+struct Peer {
+    rank: usize,
+    world: usize,
+    grad_accum: usize,
+    device: Device<Backend>,
+}
+
+impl Job<'_> {
+    /// Train on `devices` (one or more); returns the step the run ended at.
+    pub fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+        &self,
+        devices: Vec<Device<Backend>>,
+    ) -> anyhow::Result<u64> {
+        // the backend RNG is process-wide: peers build their models one at a time
+        let build_lock = Mutex::new(());
+        if devices.len() == 1 {
+            let peer = Peer {
+                rank: 0,
+                world: 1,
+                grad_accum: self.config.grad_accum,
+                device: devices[0].clone(),
+            };
+            return self.run_peer::<AB>(peer, None, &build_lock);
+        }
+        let parallel = ParallelConfig::local(devices.len());
+        let grad_accum = self.config.grad_accum;
+        tracing::info!(
+            devices = devices.len(),
+            grad_accum_per_device = grad_accum,
+            global_batch = self.recipe.train.micro_batch_size * grad_accum * devices.len(),
+            "data-parallel training"
+        );
+        // the first error in time is the cause; the other peers then fail in the collective
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let result = run_data_parallel::<Backend, _, _>(&parallel, &devices, |dp| {
+            let peer = Peer {
+                rank: dp.rank(),
+                world: dp.world_size(),
+                grad_accum,
+                device: devices[dp.rank()].clone(),
+            };
+            self.run_peer::<AB>(peer, Some(dp), &build_lock)
+                .map_err(|e| {
+                    let message = format!("{e:#}");
+                    if let Ok(mut first) = first_error.lock() {
+                        first.get_or_insert(e);
+                    }
+                    TrainError::Config(message)
+                })
+        });
+        match result {
+            Ok(steps) => Ok(steps[0]),
+            Err(e) => {
+                let first = first_error.lock().ok().and_then(|mut f| f.take());
+                Err(first.unwrap_or_else(|| anyhow!(e)))
+            }
+        }
+    }
+
+    /// Build this peer's replica, resume it if asked, train it.
+    fn run_peer<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+        &self,
+        peer: Peer,
+        dp: Option<DataParallel<Backend>>,
+        build_lock: &Mutex<()>,
+    ) -> anyhow::Result<u64> {
+        let model = {
+            let _one_at_a_time = build_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.model.build::<AB>(&peer.device)?
+        };
+        let model = match (&dp, &self.model.origin) {
+            // random init: every replica takes rank 0's weights exactly
+            (Some(dp), ModelOrigin::Init(_)) => dp.sync_params::<AB, _>(model)?,
+            _ => model,
+        };
+        // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters (seeded, the
+        // same on every peer); checkpoints then hold the adapter only (graft_train::lora).
+        let model = graft_train::lora::prepare_model(model, self.recipe)?;
+        let mut stream = TrainStream::new(
+            self.data.clone(),
+            StreamOptions {
+                batch_size: self.recipe.train.micro_batch_size,
+                rank: peer.rank,
+                world_size: peer.world,
+            },
+        )?;
+        let mut config = self.config.clone();
+        config.grad_accum = peer.grad_accum;
+        let mut trainer = Trainer::<AB>::new(
+            model,
+            self.model.config.clone(),
+            config,
+            peer.device.clone(),
+        )
+        .with_run_dir(self.run_dir)?;
+        let bar = if peer.rank == 0 {
+            let bar = TrainBar::new(self.total_steps, self.recipe.tokens_per_step())?;
+            trainer = self.primary_extras(trainer, &bar, peer.device.clone())?;
+            Some(bar)
+        } else {
+            None
+        };
+        if let Some(dp) = dp {
+            trainer = trainer.with_grad_sync(Box::new(dp));
+        }
+        self.resume(&mut trainer, &mut stream, bar.as_ref(), peer.rank)?;
+        let mut counting;
+        let source: &mut dyn BatchSource = match &bar {
+            Some(bar) => {
+                counting = CountingSource {
+                    inner: &mut stream,
+                    bar: bar.bar(),
+                    peers: peer.world as u64,
+                };
+                &mut counting
+            }
+            None => &mut stream,
+        };
+        trainer.run(source).context("training")?;
+        Ok(trainer.state().step)
+    }
+
+    /// Rank 0's logger (TensorBoard, shown on the bar), evaluator and tokenizer files.
+    fn primary_extras<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+        &self,
+        trainer: Trainer<AB>,
+        bar: &TrainBar,
+        device: Device<Backend>,
+    ) -> anyhow::Result<Trainer<AB>> {
+        let logger = TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?;
+        let tokenizer = self
+            .tokenizer
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+            .context("the tokenizer was already taken by another rank 0")?;
+        let evaluator = evaluator(self.recipe, self.data.clone(), tokenizer, device)?;
+        Ok(trainer
+            .with_logger(Box::new(BarLogger {
+                inner: Box::new(logger),
+                bar: bar.bar(),
+            }))
+            .with_tokenizer_dir(self.model.tokenizer.dir(&self.args.recipe)?)
+            .with_evaluator(self.recipe.train.eval_every, Box::new(evaluator)))
+    }
+
+    /// With --resume, continue from the run's newest checkpoint (every rank reads rank 0's).
+    fn resume<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+        &self,
+        trainer: &mut Trainer<AB>,
+        stream: &mut TrainStream,
+        bar: Option<&TrainBar>,
+        rank: usize,
+    ) -> anyhow::Result<()> {
+        if !self.args.resume {
+            return Ok(());
+        }
+        let run = self.run_dir.display();
+        match trainer.resume(stream)? {
+            Some(step) => {
+                if let Some(bar) = bar {
+                    bar.start_at(step);
+                }
+                if rank == 0 {
+                    tracing::info!(step, run = %run, "resuming");
+                }
+            }
+            None if rank == 0 => {
+                tracing::info!(run = %run, "--resume: no checkpoint yet, starting at step 0")
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// Held-out loss per source, plus the recipe's multiple-choice tasks.
+fn evaluator(
+    recipe: &Recipe,
+    data: Arc<PreparedData>,
+    tokenizer: TextTokenizer,
+    device: Device<Backend>,
+) -> anyhow::Result<PeriodicEval<Backend>> {
+    let eval = PeriodicEval::<Backend>::new(
+        data,
+        recipe.train.micro_batch_size,
+        recipe.train.eval_batches,
+        device,
+    )?;
+    let tasks = recipe
+        .eval
+        .as_ref()
+        .map(|e| e.tasks.clone())
+        .unwrap_or_default();
+    if tasks.is_empty() {
+        return Ok(eval);
+    }
+    Ok(eval.with_tasks(&tasks, tokenizer)?)
+}
