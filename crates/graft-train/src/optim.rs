@@ -7,7 +7,11 @@
 //! - updates `m ← lerp(m, g, 1−β₁)`, `v ← β₂·v + (1−β₂)·g²`, then
 //!   `p ← p − lr/(1−β₁ᵗ) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + eps)`;
 //! - keeps the moments in f32 and creates state only for parameters that receive a gradient, so
-//!   frozen parameters (LoRA base weights) get neither update nor state.
+//!   frozen parameters (LoRA base weights) get neither update nor state;
+//! - keeps an f32 master copy of every parameter stored in a lower precision (bf16/f16 weights on
+//!   CUDA): the update is applied to the master and the weight is its rounding, so updates smaller
+//!   than a bf16 ulp (lr 1e-5 on weights ~1e-2) accumulate instead of rounding away (the mixed
+//!   precision of torchtitan/FSDP and Megatron).
 //!
 //! State is saved to and restored from safetensors bit-exactly (see [`crate::optim_state`]).
 
@@ -48,6 +52,8 @@ pub struct ParamState<B: Backend> {
     pub exp_avg: Tensor<B, 1>,
     /// Second moment `v`, flattened.
     pub exp_avg_sq: Tensor<B, 1>,
+    /// The f32 master copy of a parameter stored in bf16/f16, flattened; `None` for f32 parameters.
+    pub master: Option<Tensor<B, 1>>,
 }
 
 /// AdamW over a Burn module, with state keyed by the parameter's module path (`layers.0.attn.wq.weight`).
@@ -147,10 +153,14 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
             shape: shape.to_vec(),
             exp_avg: Tensor::zeros([numel], (&device, DType::F32)),
             exp_avg_sq: Tensor::zeros([numel], (&device, DType::F32)),
+            master: None,
         });
         entry.step += 1;
 
-        let mut p = param.cast(FloatDType::F32);
+        let mut p = match entry.master.take() {
+            Some(master) => master.reshape(shape.clone()),
+            None => param.cast(FloatDType::F32),
+        };
         let g = grad.cast(FloatDType::F32);
         if D >= 2 && c.weight_decay != 0.0 {
             p = p.mul_scalar(1.0 - self.lr * c.weight_decay);
@@ -170,6 +180,10 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
 
         entry.exp_avg = m.reshape([numel]);
         entry.exp_avg_sq = v.reshape([numel]);
+        if dtype == DType::F32 {
+            return p.cast(dtype);
+        }
+        entry.master = Some(p.clone().reshape([numel]));
         p.cast(dtype)
     }
 }

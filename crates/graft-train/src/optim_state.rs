@@ -1,7 +1,8 @@
 //! Saving and restoring [`AdamW`] state as safetensors, keyed by parameter name.
 //!
 //! Layout: for each parameter `<name>` with state, two f32 tensors `<name>.exp_avg` and
-//! `<name>.exp_avg_sq` in the parameter's shape; the metadata holds `format = graft-adamw`,
+//! `<name>.exp_avg_sq` in the parameter's shape, plus `<name>.master` (the f32 master copy) for a
+//! parameter stored in bf16/f16; the metadata holds `format = graft-adamw`,
 //! `version = 1` and `steps` (a JSON object mapping each name to its update count). Values are
 //! stored bit-exactly, so a resumed run continues exactly where it stopped.
 
@@ -25,7 +26,8 @@ pub fn optimizer_to_bytes<B: Backend>(optim: &AdamW<B>) -> Result<Vec<u8>> {
     let mut steps = serde_json::Map::new();
     for (name, st) in optim.state() {
         steps.insert(name.clone(), serde_json::Value::from(st.step));
-        for (suffix, t) in [("exp_avg", &st.exp_avg), ("exp_avg_sq", &st.exp_avg_sq)] {
+        let tensors = [("exp_avg", Some(&st.exp_avg)), ("exp_avg_sq", Some(&st.exp_avg_sq)), ("master", st.master.as_ref())];
+        for (suffix, t) in tensors.into_iter().filter_map(|(s, t)| Some((s, t?))) {
             let values = t.to_data().convert::<f32>().to_vec::<f32>().map_err(|e| state_err(name, format!("{e:?}")))?;
             let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             buffers.push((format!("{name}.{suffix}"), st.shape.clone(), bytes));
@@ -60,16 +62,29 @@ pub fn optimizer_from_bytes<B: Backend>(
         .map_err(|e| bad(format!("metadata `steps` is not a JSON object of counts: {e}")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
+    let mut tensors = 0;
     for (name, step) in steps {
         let m = read_f32(&st, &format!("{name}.exp_avg"), device).map_err(&bad)?;
         let v = read_f32(&st, &format!("{name}.exp_avg_sq"), device).map_err(&bad)?;
         if m.0 != v.0 {
             return Err(bad(format!("`{name}`: exp_avg shape {:?} != exp_avg_sq shape {:?}", m.0, v.0)));
         }
-        out.insert(name, ParamState { step, shape: m.0, exp_avg: m.1, exp_avg_sq: v.1 });
+        let master_key = format!("{name}.master");
+        let master = match st.tensor(&master_key).is_ok() {
+            true => {
+                let master = read_f32(&st, &master_key, device).map_err(&bad)?;
+                if master.0 != m.0 {
+                    return Err(bad(format!("`{name}`: master shape {:?} != exp_avg shape {:?}", master.0, m.0)));
+                }
+                Some(master.1)
+            }
+            false => None,
+        };
+        tensors += 2 + usize::from(master.is_some());
+        out.insert(name, ParamState { step, shape: m.0, exp_avg: m.1, exp_avg_sq: v.1, master });
     }
-    if st.len() != out.len() * 2 {
-        return Err(bad(format!("{} tensors but `steps` names {} parameters", st.len(), out.len())));
+    if st.len() != tensors {
+        return Err(bad(format!("{} tensors but `steps` names {} parameters with {tensors} state tensors", st.len(), out.len())));
     }
     Ok(out)
 }

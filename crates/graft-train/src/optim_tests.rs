@@ -202,3 +202,51 @@ fn accumulated_gradients_equal_mean_of_micro_batches() {
         }
     }
 }
+
+/// Parameters stored in bf16 are updated through an f32 master copy: 50 steps of lr 1e-4 each
+/// move a weight by less than half a bf16 ulp, which a bare cast back would round away, yet the
+/// weights end up at the rounding of the f32 trajectory; the master survives a save/restore.
+#[test]
+fn bf16_parameters_keep_an_f32_master_copy() {
+    use burn::module::{ModuleMapper, Param};
+    use burn::tensor::{DType, FloatDType, Tensor};
+    struct ToBf16;
+    impl ModuleMapper<TB> for ToBf16 {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<TB, D>>) -> Param<Tensor<TB, D>> {
+            let (id, t, mapper) = p.consume();
+            let t = Tensor::from_inner(t.inner().cast(FloatDType::BF16)).require_grad();
+            Param::from_mapped_value(id, t, mapper)
+        }
+    }
+    let device = Default::default();
+    let mut model = Toy::<TB>::new(&device).map(&mut ToBf16);
+    assert_eq!(model.norm.val().dtype(), DType::BF16);
+    let start = flat_params::<TB, _>(&model);
+    let (lr, steps) = (1e-4, 50);
+    let mut opt = AdamW::<Inner>::new(AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() });
+    for _ in 0..steps {
+        // a constant gradient of ones: every Adam step is lr·1/(1 + eps)
+        let mut grads = GradientsParams::new();
+        let norm = &model.norm;
+        grads.register::<Inner, 1>(norm.id, Tensor::ones(norm.val().shape(), (&device, DType::BF16)));
+        model = opt.step(lr, model, grads);
+    }
+    let master = opt.state()["norm"].master.clone().expect("bf16 parameter has a master copy");
+    let master = master.into_data().to_vec::<f32>().unwrap();
+    let weights = model.norm.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let norm0 = &start.iter().find(|(n, _)| n == "norm").unwrap().1;
+    let mut moved = 0;
+    for ((w0, m), w) in norm0.iter().zip(&master).zip(&weights) {
+        let want = *w0 as f64 - steps as f64 * lr;
+        assert!((*m as f64 - want).abs() < 1e-5, "master {m} vs {want}");
+        assert_eq!(*w, burn::tensor::bf16::from_f32(*m).to_f32(), "weight is the rounding of its master");
+        moved += usize::from(w != w0);
+    }
+    assert!(moved >= norm0.len() / 2, "only {moved} of {} bf16 weights moved", norm0.len());
+    assert!(opt.state()["norm"].exp_avg.dtype() == DType::F32);
+
+    let bytes = optimizer_to_bytes(&opt).unwrap();
+    let restored = optimizer_from_bytes::<Inner>(&bytes, "mem".as_ref(), &device).unwrap();
+    let back = restored["norm"].master.clone().unwrap().into_data().to_vec::<f32>().unwrap();
+    assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), master.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
