@@ -60,7 +60,8 @@ pub enum TrainError {
     /// Too many optimizer steps in a row had a non-finite loss or gradient norm.
     #[error(
         "{count} consecutive steps (last: step {step}) had a non-finite loss or gradient norm; \
-         stopping. Hint: lower train.lr, raise train.warmup_steps, or check the data and model dtype"
+         stopping; no checkpoint was written for them, so checkpoints/latest is the last good one. \
+         Hint: lower train.lr, raise train.warmup_steps, or check the data and model dtype, then --resume"
     )]
     NonFinite {
         /// The number of consecutive skipped steps.
