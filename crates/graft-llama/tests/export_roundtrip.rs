@@ -242,9 +242,10 @@ fn tokenizer_files_are_copied() {
     let summary = export(&fixture("tiny-llama3"), &out, &opts);
     assert_eq!(
         summary.tokenizer_files,
-        ["tokenizer.json", "tokenizer_config.json"]
+        ["tokenizer.json", "tokenizer_config.json", "NOTICE"]
     );
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
+    // the tokenizer's license notice travels with it (Meta Llama 3 Community License)
+    for file in ["tokenizer.json", "tokenizer_config.json", "NOTICE"] {
         assert_eq!(
             fs::read(out.join(file)).unwrap(),
             fs::read(tok.join(file)).unwrap(),
@@ -254,7 +255,7 @@ fn tokenizer_files_are_copied() {
     // Re-exporting the export finds the tokenizer in the checkpoint itself.
     let again = tmp.path().join("again");
     let summary = export(&out, &again, &options(ExportDtype::BF16, 5_000_000_000));
-    assert_eq!(summary.tokenizer_files.len(), 2);
+    assert_eq!(summary.tokenizer_files.len(), 3);
     assert_eq!(
         fs::read(again.join("model.safetensors")).unwrap(),
         fs::read(out.join("model.safetensors")).unwrap()

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use graft_llama::export::{write_hf_dir, ExportOptions, HfDirFiles, ModelSource, TOKENIZER_FILES};
+use graft_llama::export::{write_hf_dir, ExportOptions, HfDirFiles, ModelSource, LICENSE_FILES, TOKENIZER_FILES};
 use graft_llama::lora::{self, LoraConfig};
 use graft_llama::{Llama, ModelConfig};
 
@@ -83,7 +83,7 @@ pub fn write_adapter_checkpoint<B: Backend>(
     let Some(dir) = &files.tokenizer_dir else {
         return Ok(());
     };
-    for name in TOKENIZER_FILES {
+    for name in TOKENIZER_FILES.iter().chain(&LICENSE_FILES) {
         let src = dir.join(name);
         if src.is_file() {
             std::fs::copy(&src, out.join(name)).map_err(|e| TrainError::io("copying", &src, e))?;

@@ -138,6 +138,7 @@ fn lora_train_resume_and_export() {
     assert_eq!(
         names(&step2),
         [
+            "NOTICE",
             "adapter_config.json",
             "adapter_model.safetensors",
             "base",

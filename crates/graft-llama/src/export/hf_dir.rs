@@ -21,6 +21,11 @@ pub const TOKENIZER_FILES: [&str; 5] = [
     "chat_template.jinja",
 ];
 
+/// License files that travel with the tokenizer files (a tokenizer's license asks that its notice
+/// stay beside every copy, e.g. Meta Llama 3's `NOTICE`); copied where present, never enough on
+/// their own to count as a tokenizer.
+pub const LICENSE_FILES: [&str; 4] = ["LICENSE", "LICENSE.txt", "NOTICE", "USE_POLICY.md"];
+
 /// How to export.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -202,8 +207,13 @@ fn has_tokenizer(dir: &Path) -> bool {
 
 /// Copies the tokenizer files present in `from` into `to`, fsynced; returns their names.
 fn copy_tokenizer(from: &Path, to: &Path) -> Result<Vec<String>> {
+    if !has_tokenizer(from) {
+        return Err(ExportError::NoTokenizer {
+            dir: from.to_path_buf(),
+        });
+    }
     let mut copied = Vec::new();
-    for name in TOKENIZER_FILES {
+    for name in TOKENIZER_FILES.iter().chain(&LICENSE_FILES) {
         let src = from.join(name);
         if !src.is_file() {
             continue;
@@ -211,11 +221,6 @@ fn copy_tokenizer(from: &Path, to: &Path) -> Result<Vec<String>> {
         let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
         write_file_synced(&to.join(name), &bytes)?;
         copied.push(name.to_string());
-    }
-    if copied.is_empty() {
-        return Err(ExportError::NoTokenizer {
-            dir: from.to_path_buf(),
-        });
     }
     Ok(copied)
 }

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use dtype::{f32_to_bf16_bits, f32_to_f16_bits, ExportDtype};
 pub use hf_dir::{
     export_checkpoint, generation_config_from, write_hf_dir, ExportOptions, ExportSummary,
-    HfDirFiles, TOKENIZER_FILES,
+    HfDirFiles, LICENSE_FILES, TOKENIZER_FILES,
 };
 pub use model_source::ModelSource;
 pub use plan::{
