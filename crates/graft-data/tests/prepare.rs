@@ -199,3 +199,30 @@ fn compressed_jsonl_reads_like_plain() {
         .iter()
         .all(|f| f.documents == 5 && f.tokens == files[2].tokens));
 }
+
+#[test]
+fn bos_does_not_depend_on_the_tokenizers_post_processor() {
+    // Llama-3 base ships a tokenizer.json whose post-processor adds no BOS: documents still get
+    // exactly one, the same tokens as with the fixture's BOS-adding post-processor.
+    let dir = tempfile::tempdir().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::tokenizer_path()).unwrap()).unwrap();
+    assert!(!json["post_processor"].is_null(), "the fixture has a post-processor");
+    json["post_processor"] = serde_json::Value::Null;
+    let plain = common::write(dir.path(), "plain/tokenizer.json", &json.to_string());
+    let plain = graft_data::TextTokenizer::from_file(&plain, Some(128000), Some(128001)).unwrap();
+    common::write(
+        dir.path(),
+        "raw/a.jsonl",
+        "{\"text\": \"Hello world\"}\n{\"text\": \"Hello\"}\n",
+    );
+    common::write(dir.path(), "notes.txt", "Hello world");
+    let c = common::config(TWO_SOURCES, dir.path());
+    let out = dir.path().join("prepared");
+    let m = prepare(&c, &plain, &out).unwrap();
+    let shard = Shard::open(&out.join(&m.sources[0].files[0].shard)).unwrap();
+    assert_eq!(
+        shard.tokens(),
+        [128000, 9906, 1917, 128001, 128000, 9906, 128001]
+    );
+}

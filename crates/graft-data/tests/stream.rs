@@ -209,3 +209,36 @@ fn eval_iterators_hold_out_a_fixed_part_of_each_source() {
         );
     }
 }
+
+#[test]
+fn cursors_restore_across_epochs_and_on_every_rank() {
+    // Restore points well past the first epoch of both sources (new permutations, repeats), on
+    // each rank of a 2-way data-parallel stream.
+    let (data, _d) = prepared((1.0, 2.0), 0.05);
+    let (world, batch, total, tail) = (2, 3, 400, 12);
+    for rank in 0..world {
+        let mut full = TrainStream::new(data.clone(), opts(batch, rank, world)).unwrap();
+        let mut batches = Vec::new();
+        let mut cursors = Vec::new();
+        for _ in 0..total + tail {
+            cursors.push((full.cursor(), full.stats()));
+            batches.push(full.next_batch());
+        }
+        for at in [0, 1, 97, 250, total] {
+            let (cursor, stats) = &cursors[at];
+            if at >= 250 {
+                assert!(
+                    stats.iter().all(|s| s.epochs > 2.0),
+                    "restore point {at} is not past the second epoch: {stats:?}"
+                );
+            }
+            let json = serde_json::to_string(cursor).unwrap();
+            let mut resumed = TrainStream::new(data.clone(), opts(batch, rank, world)).unwrap();
+            resumed.restore(&serde_json::from_str(&json).unwrap()).unwrap();
+            assert_eq!(&resumed.stats(), stats, "rank {rank} at {at}: stats");
+            for (i, want) in batches[at..at + tail].iter().enumerate() {
+                assert_eq!(&resumed.next_batch(), want, "rank {rank}, restored at {at}, batch {i}");
+            }
+        }
+    }
+}

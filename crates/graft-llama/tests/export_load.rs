@@ -129,3 +129,26 @@ fn in_memory_model_written_as_hf_dir_loads_back_identically() {
     let read = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_eq!(read(&out), read(&direct));
 }
+
+#[test]
+fn f16_checkpoint_loads_as_the_f16_rounding_of_every_weight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("f16");
+    export(ExportDtype::F16, &out);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "float16");
+    let (f32_model, f16_model) = (load(&fixtures().join("tiny-llama3")), load(&out));
+    let (want, got) = (f32_model.named_params(), f16_model.named_params());
+    assert_eq!(want.len(), got.len());
+    for ((name, a), (name_b, b)) in want.into_iter().zip(got) {
+        assert_eq!(name, name_b);
+        let a = a.into_data().to_vec::<f32>().unwrap();
+        let b = b.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let rounded: Vec<f32> = a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+        assert_eq!(b, rounded, "{name}: not the f16 rounding of the f32 weights");
+    }
+    let (x, y) = (logits(&f32_model), logits(&f16_model));
+    let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(diff > 0.0 && diff < 1e-2, "f16 logits differ from f32 by {diff}");
+}
