@@ -1,9 +1,11 @@
 //! Scalar logging: TensorBoard event files and a plain-text log.
 //!
 //! burn-train's `MetricLogger` is organised around epochs and metric registries, which a
-//! step-based pre-training loop does not have, so graft uses a small [`ScalarLogger`] trait.
+//! step-based pre-training loop does not have, so graft's loop uses a small [`ScalarLogger`]
+//! trait; [`BurnMetricLogger`] implements burn-train's `MetricLogger` over it, so burn-train's
+//! metrics write into the same TensorBoard files.
 //! Tags: `train/loss`, `train/lr`, `train/grad_norm`, `train/tokens_per_s`,
-//! `train/tokens_seen/<source>`, `eval/<source>/loss`, `eval/<source>/ppl`.
+//! `train/tokens_seen/<source>`, `train/epochs/<source>`, `eval/<source>/loss`, `eval/<source>/ppl`.
 //!
 //! The TensorBoard writer frames records with `tensorboard-rs`'s `RecordWriter` (length, masked
 //! CRC32C) but writes the file itself, so I/O failures are errors rather than panics in a
@@ -151,6 +153,10 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
+
+#[path = "logging_burn.rs"]
+mod burn_metrics;
+pub use burn_metrics::BurnMetricLogger;
 
 #[cfg(test)]
 #[path = "logging_tests.rs"]

@@ -130,3 +130,43 @@ fn unwritable_directory_is_an_error() {
     std::fs::write(&file, "x").unwrap();
     assert!(TensorBoardLogger::new(&file.join("tb")).is_err());
 }
+
+#[test]
+fn burn_train_metrics_reach_the_event_file() {
+    use burn::train::logger::MetricLogger;
+    use burn::train::metric::store::{EpochSummary, MetricsUpdate, NumericMetricUpdate, Split};
+    use burn::train::metric::{MetricAttributes, MetricDefinition, MetricEntry, MetricId, NumericEntry, SerializedEntry};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TensorBoardLogger::new(&dir.path().join("tb")).unwrap();
+    let path = tb.path().to_path_buf();
+    let mut logger = BurnMetricLogger::new(tb);
+    let id = MetricId::new(Arc::new("loss-id".to_string()));
+    logger.log_metric_definition(MetricDefinition {
+        metric_id: id.clone(),
+        name: "Loss".into(),
+        description: None,
+        attributes: MetricAttributes::None,
+    });
+    let update = |value: f64, running: f64| {
+        let entry = MetricEntry::new(id.clone(), SerializedEntry::new(value.to_string(), value.to_string()));
+        let numeric = NumericMetricUpdate::new(entry, NumericEntry::Value(value), NumericEntry::Value(running));
+        MetricsUpdate::new(Vec::new(), vec![numeric])
+    };
+    logger.log(update(3.0, 3.0), 1, &Split::Train);
+    logger.log(update(2.0, 2.5), 1, &Split::Train);
+    logger.log(update(4.0, 4.0), 1, &Split::Valid);
+    logger.log_epoch_summary(EpochSummary::new(1, Split::Train));
+    let history = logger.read_numeric("Loss", 1, &Split::Train).unwrap();
+    assert_eq!(history.iter().map(NumericEntry::current).collect::<Vec<_>>(), [3.0, 2.0]);
+    assert!(logger.read_numeric("Loss", 2, &Split::Train).is_err());
+    logger.finish().unwrap();
+
+    let (_, got) = scalars(&path);
+    let got: Vec<(i64, &str, f32)> = got.iter().map(|(s, t, v)| (*s, t.as_str(), *v)).collect();
+    assert_eq!(
+        got,
+        [(1, "train/Loss", 3.0), (2, "train/Loss", 2.0), (1, "valid/Loss", 4.0), (1, "train/Loss/epoch", 2.5)]
+    );
+}
