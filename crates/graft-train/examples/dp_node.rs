@@ -112,6 +112,7 @@ fn train_config(steps: u64, grad_accum: usize) -> TrainConfig {
             beta2: 0.95,
             eps: 1e-8,
             weight_decay: 0.1,
+            ..AdamWConfig::default()
         },
         clip_norm: 1.0,
         save_every: 0,

@@ -6,7 +6,8 @@
 //!   with at least 2 dimensions (RMSNorm weights are not decayed);
 //! - updates `m ← lerp(m, g, 1−β₁)`, `v ← β₂·v + (1−β₂)·g²`, then
 //!   `p ← p − lr/(1−β₁ᵗ) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + eps)`;
-//! - keeps the moments in f32 and creates state only for parameters that receive a gradient, so
+//! - keeps the moments in f32 (or bf16, `train.optimizer_state_dtype = "bf16"`, half the memory;
+//!   the arithmetic stays f32) and creates state only for parameters that receive a gradient, so
 //!   frozen parameters (LoRA base weights) get neither update nor state;
 //! - keeps an f32 master copy of every parameter stored in a lower precision (bf16/f16 weights on
 //!   CUDA): the update is applied to the master and the weight is its rounding, so updates smaller
@@ -33,15 +34,17 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// Decoupled weight decay, applied to tensors with ≥ 2 dimensions only.
     pub weight_decay: f64,
+    /// Storage precision of the moments `m` and `v` between steps (F32 or BF16).
+    pub state_dtype: FloatDType,
 }
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 }
+        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, state_dtype: FloatDType::F32 }
     }
 }
 
-/// The Adam moments of one parameter, flattened, in f32.
+/// The Adam moments of one parameter, flattened, in [`AdamWConfig::state_dtype`].
 #[derive(Debug, Clone)]
 pub struct ParamState<B: Backend> {
     /// Number of updates applied to this parameter.
@@ -151,8 +154,8 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
         let entry = self.state.entry(name).or_insert_with(|| ParamState {
             step: 0,
             shape: shape.to_vec(),
-            exp_avg: Tensor::zeros([numel], (&device, DType::F32)),
-            exp_avg_sq: Tensor::zeros([numel], (&device, DType::F32)),
+            exp_avg: Tensor::zeros([numel], (&device, DType::from(c.state_dtype))),
+            exp_avg_sq: Tensor::zeros([numel], (&device, DType::from(c.state_dtype))),
             master: None,
         });
         entry.step += 1;
@@ -165,8 +168,8 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
         if D >= 2 && c.weight_decay != 0.0 {
             p = p.mul_scalar(1.0 - self.lr * c.weight_decay);
         }
-        let m: Tensor<_, D> = entry.exp_avg.clone().reshape(shape.clone());
-        let v: Tensor<_, D> = entry.exp_avg_sq.clone().reshape(shape);
+        let m: Tensor<_, D> = entry.exp_avg.clone().cast(FloatDType::F32).reshape(shape.clone());
+        let v: Tensor<_, D> = entry.exp_avg_sq.clone().cast(FloatDType::F32).reshape(shape);
         // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
         let m = m.clone() + (g.clone() - m).mul_scalar(1.0 - c.beta1);
         let v = v.mul_scalar(c.beta2) + g.clone().mul_scalar(1.0 - c.beta2).mul(g);
@@ -178,8 +181,8 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
         let denom = v.clone().sqrt().div_scalar(bias_correction2_sqrt).add_scalar(c.eps);
         let p = p + m.clone().div(denom).mul_scalar(-step_size);
 
-        entry.exp_avg = m.reshape([numel]);
-        entry.exp_avg_sq = v.reshape([numel]);
+        entry.exp_avg = m.reshape([numel]).cast(c.state_dtype);
+        entry.exp_avg_sq = v.reshape([numel]).cast(c.state_dtype);
         if dtype == DType::F32 {
             return p.cast(dtype);
         }

@@ -50,7 +50,7 @@ fn first_step_matches_closed_form_and_skips_decay_on_1d() {
     let grads = grads_of(&model, 1);
     let g = grad_values(&model, &grads);
     let (lr, wd, eps) = (0.01, 0.1, 1e-8);
-    let mut opt = AdamW::<Inner>::new(AdamWConfig { beta1: 0.9, beta2: 0.95, eps, weight_decay: wd });
+    let mut opt = AdamW::<Inner>::new(AdamWConfig { beta1: 0.9, beta2: 0.95, eps, weight_decay: wd, ..AdamWConfig::default() });
     let model = opt.step(lr, model, grads);
     let after = flat_params::<TB, _>(&model);
     let shapes = named_params::<TB, _>(&model);
@@ -71,7 +71,7 @@ fn first_step_matches_closed_form_and_skips_decay_on_1d() {
 fn multi_step_matches_scalar_reference() {
     let device = Default::default();
     let mut model = Toy::<TB>::new(&device);
-    let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
+    let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, ..AdamWConfig::default() };
     let mut opt = AdamW::<Inner>::new(cfg);
     let mut reference: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
         flat_params::<TB, _>(&model).into_iter().map(|(_, p)| (p.iter().map(|&x| x as f64).collect(), vec![0.0; p.len()], vec![0.0; p.len()])).collect();
@@ -249,4 +249,37 @@ fn bf16_parameters_keep_an_f32_master_copy() {
     let restored = optimizer_from_bytes::<Inner>(&bytes, "mem".as_ref(), &device).unwrap();
     let back = restored["norm"].master.clone().unwrap().into_data().to_vec::<f32>().unwrap();
     assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), master.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
+
+/// `state_dtype = BF16` stores the moments in bf16 (half the memory) while the update is computed
+/// in f32: the trajectory stays close to the f32-state one, and the state round-trips exactly.
+#[test]
+fn bf16_moments_are_stored_in_bf16_and_track_f32() {
+    use burn::tensor::{DType, FloatDType};
+    let device = Default::default();
+    let mut a = Toy::<TB>::new(&device);
+    let _ = flat_params::<TB, _>(&a); // materialise the lazy init before cloning
+    let mut b = a.clone();
+    let mut f32_opt = AdamW::<Inner>::new(AdamWConfig::default());
+    let mut bf16_opt = AdamW::<Inner>::new(AdamWConfig { state_dtype: FloatDType::BF16, ..AdamWConfig::default() });
+    for t in 0..5 {
+        a = f32_opt.step(1e-2, a.clone(), grads_of(&a, 30 + t));
+        b = bf16_opt.step(1e-2, b.clone(), grads_of(&b, 30 + t));
+    }
+    let st = &bf16_opt.state()["fc1.weight"];
+    assert_eq!((st.exp_avg.dtype(), st.exp_avg_sq.dtype()), (DType::BF16, DType::BF16));
+    assert_eq!(f32_opt.state()["fc1.weight"].exp_avg.dtype(), DType::F32);
+    let (pa, pb) = (flat_params::<TB, _>(&a), flat_params::<TB, _>(&b));
+    let mut differs = false;
+    for ((n, x), (_, y)) in pa.iter().zip(&pb) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() < 2e-3, "{n}: {p} vs {q}");
+            differs |= p != q;
+        }
+    }
+    assert!(differs, "bf16 moments changed nothing");
+    let bytes = optimizer_to_bytes(&bf16_opt).unwrap();
+    let restored = optimizer_from_bytes::<Inner>(&bytes, "mem".as_ref(), &device).unwrap();
+    let (m0, m1) = (st.exp_avg.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap(), restored["fc1.weight"].exp_avg.clone().into_data().to_vec::<f32>().unwrap());
+    assert_eq!(m0, m1);
 }

@@ -184,7 +184,8 @@ pub struct TrainSection {
     /// Stop after this many consecutive non-finite steps.
     #[serde(default = "default_max_nonfinite")]
     pub max_nonfinite_steps: u32,
-    /// Precision of the AdamW moments (only "f32" is supported).
+    /// Storage precision of the AdamW moments: "f32" (default) or "bf16" (half the memory; the
+    /// update itself is computed in f32).
     #[serde(default = "default_state_dtype")]
     pub optimizer_state_dtype: String,
     /// Recompute activations in the backward pass to save memory.
@@ -311,7 +312,7 @@ impl Recipe {
             (t.eps > 0.0, "train.eps must be > 0"),
             (t.weight_decay >= 0.0 && t.clip_norm >= 0.0, "train.weight_decay and train.clip_norm must be >= 0"),
             (t.log_every > 0 && t.max_nonfinite_steps > 0, "train.log_every and train.max_nonfinite_steps must be > 0"),
-            (t.optimizer_state_dtype == "f32", "train.optimizer_state_dtype: only \"f32\" is supported"),
+            (matches!(t.optimizer_state_dtype.as_str(), "f32" | "bf16"), "train.optimizer_state_dtype must be \"f32\" or \"bf16\""),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());

@@ -64,7 +64,16 @@ impl TrainConfig {
             grad_accum: t.grad_accum,
             micro_batch: [t.micro_batch_size, recipe.data.seq_len],
             schedule: WarmupCosine { peak: t.lr, min_lr_ratio: t.min_lr_ratio, warmup_steps: t.warmup_steps, total_steps: steps },
-            adamw: AdamWConfig { beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weight_decay: t.weight_decay },
+            adamw: AdamWConfig {
+                beta1: t.betas[0],
+                beta2: t.betas[1],
+                eps: t.eps,
+                weight_decay: t.weight_decay,
+                state_dtype: match t.optimizer_state_dtype.as_str() {
+                    "bf16" => burn::tensor::FloatDType::BF16,
+                    _ => burn::tensor::FloatDType::F32, // validated: "f32" or "bf16"
+                },
+            },
             clip_norm: t.clip_norm,
             save_every: t.save_every,
             keep_last: t.keep_last,

@@ -71,6 +71,15 @@ fn llama3_8b_full_training_figures() {
 }
 
 #[test]
+fn bf16_optimizer_state_halves_the_moments_not_the_master_copy() {
+    let (_d, path) = setup("optimizer_state_dtype = \"bf16\"");
+    let r = plan(&load(&path), &PlanOptions::default()).unwrap();
+    // f32 master copy (4 B) + m and v in bf16 (2 × 2 B)
+    assert_eq!(r.full.optimizer, 8_030_261_248 * 8);
+    assert_eq!(format_bytes(r.full.optimizer), "64.24 GB");
+}
+
+#[test]
 fn optimizer_sharding_needed_is_the_smallest_that_fits() {
     // At 512 tokens the activations are small: weights + grads fit, the optimizer state does not.
     let (_d, path) = setup_seq(512, "");

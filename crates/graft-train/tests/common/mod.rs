@@ -37,7 +37,7 @@ pub fn golden_config() -> TrainConfig {
         grad_accum: hp["grad_accum"].as_u64().unwrap() as usize,
         micro_batch: [hp["micro_batch"].as_u64().unwrap() as usize, hp["seq_len"].as_u64().unwrap() as usize],
         schedule: WarmupCosine { peak: f("peak_lr"), min_lr_ratio: f("min_lr_ratio"), warmup_steps: hp["warmup_steps"].as_u64().unwrap(), total_steps: hp["steps"].as_u64().unwrap() },
-        adamw: AdamWConfig { beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), weight_decay: f("weight_decay") },
+        adamw: AdamWConfig { beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), weight_decay: f("weight_decay"), ..AdamWConfig::default() },
         clip_norm: f("clip_norm"),
         save_every: 0,
         keep_last: 0,

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use graft_llama::export::{write_hf_dir, ExportDtype, ExportOptions, HfDirFiles, ModelSource};
 use graft_llama::{causal_lm_loss, ModelConfig, IGNORE_INDEX};
 use serde::Serialize;
@@ -211,7 +211,7 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
         let start = Instant::now();
         let logits = model.forward(tokens.clone());
         let loss = causal_lm_loss(logits, tokens.clone(), IGNORE_INDEX);
-        let value: f32 = loss.clone().into_scalar();
+        let value: f32 = loss.clone().into_scalar().elem::<f32>();
         let fwd_s = start.elapsed().as_secs_f64();
         let grads = loss.backward();
         let bwd_s = start.elapsed().as_secs_f64() - fwd_s;
