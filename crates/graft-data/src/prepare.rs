@@ -90,6 +90,7 @@ pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out_dir: &Path) -
         })
         .collect::<Result<_>>()?;
     bar.finish_and_clear();
+    let nothing_written = written.is_empty();
 
     let mut manifest = Manifest {
         version: manifest::MANIFEST_VERSION,
@@ -100,10 +101,19 @@ pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out_dir: &Path) -
         sources: assemble(config, reused.into_iter().chain(written))?,
         run,
     };
-    let json =
-        serde_json::to_string_pretty(&manifest).map_err(|e| DataError::Invalid(e.to_string()))?;
-    write_atomic(&out_dir.join(manifest::MANIFEST_FILE), json.as_bytes())?;
-    remove_stale(out_dir, &manifest);
+    // nothing re-tokenized and the manifest on disk already says the same: leave the directory
+    // untouched (a no-op re-run writes nothing, so several processes may share it read-only)
+    let unchanged = nothing_written
+        && Manifest::load(out_dir).is_ok_and(|old| {
+            (&old.tokenizer_hash, old.vocab_size, old.bos_id, old.eos_id, &old.sources)
+                == (&manifest.tokenizer_hash, manifest.vocab_size, manifest.bos_id, manifest.eos_id, &manifest.sources)
+        });
+    if !unchanged {
+        let json = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
+        write_atomic(&out_dir.join(manifest::MANIFEST_FILE), json.as_bytes())?;
+        remove_stale(out_dir, &manifest);
+    }
     manifest.run = run;
     for s in &manifest.sources {
         tracing::info!(

@@ -71,6 +71,14 @@ fn rerun_is_a_noop_and_a_changed_input_is_reprepared() {
     assert_eq!((first.run.written, first.run.reused), (3, 0));
     let shard_a = out.join(&first.sources[0].files[0].shard);
     let mtime = std::fs::metadata(&shard_a).unwrap().modified().unwrap();
+    let manifest = out.join(graft_data::manifest::MANIFEST_FILE);
+    let manifest_before = std::fs::read(&manifest).unwrap();
+    let listing = |d: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        names
+    };
+    let files_before = listing(&out);
 
     let again = prepare(&c, &tok, &out).unwrap();
     assert_eq!((again.run.written, again.run.reused), (0, 3));
@@ -80,6 +88,9 @@ fn rerun_is_a_noop_and_a_changed_input_is_reprepared() {
         mtime,
         "shard was rewritten"
     );
+    // a no-op re-run writes nothing at all: same manifest bytes, same files
+    assert_eq!(std::fs::read(&manifest).unwrap(), manifest_before, "manifest rewritten");
+    assert_eq!(listing(&out), files_before);
 
     // Append a record to b.jsonl: only that file is tokenized again.
     let mut f = std::fs::OpenOptions::new()

@@ -1,6 +1,6 @@
-//! The global orchestrator of burn-collective, for data-parallel training over several nodes.
-//! Every node's peers register with it, and it tells the nodes how to all-reduce between them
-//! (see docs/distributed.md). Runs until Ctrl-C / SIGTERM.
+//! The global orchestrator of burn-collective, for data-parallel training over several nodes
+//! (the same as `graft orchestrator --port PORT`). Every node's peers register with it, and it
+//! tells the nodes how to all-reduce between them (see docs/distributed.md). Runs until stopped.
 //!
 //! ```text
 //! cargo run --release -p graft-train --example orchestrator -- 3000
@@ -11,11 +11,6 @@ fn main() -> Result<(), String> {
     let port: u16 = arg.parse().map_err(|_| {
         format!("port {arg:?} is not a number in 1..65535; usage: orchestrator [PORT]")
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     eprintln!("burn-collective global orchestrator listening on ws://0.0.0.0:{port}");
-    runtime.block_on(burn_collective::start_global_orchestrator(port));
-    Ok(())
+    graft_train::parallel::run_orchestrator(port).map_err(|e| e.to_string())
 }

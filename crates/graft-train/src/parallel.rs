@@ -98,7 +98,9 @@ impl<B: Backend> DataParallel<B> {
 
     /// The mean of `value` over all peers.
     pub fn mean_scalar(&self, value: f64) -> Result<f64> {
-        let t = Tensor::<B, 1>::from_floats([value as f32], &self.device);
+        // one element per peer: a ring all-reduce between nodes splits the tensor into one slice
+        // per node and refuses anything shorter (burn-collective's RingReduceImpossible)
+        let t = Tensor::<B, 1>::from_floats(vec![value as f32; self.world.max(1)].as_slice(), &self.device);
         let out = collective::all_reduce::<B>(
             self.peer,
             t.into_primitive().tensor(),
@@ -263,4 +265,4 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for CopyFromRootMapper<AB> {
 
 #[path = "parallel_run.rs"]
 mod run;
-pub use run::{run_data_parallel, GlobalConfig, ParallelConfig};
+pub use run::{run_data_parallel, run_orchestrator, GlobalConfig, ParallelConfig};

@@ -197,6 +197,10 @@ pub struct TrainSection {
     /// Several devices for data parallelism.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// Nodes (machines) of a multi-node data-parallel run, each with the same devices
+    /// (`graft train --nodes N` sets it); 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<usize>,
 }
 
 /// `[lora]`.
@@ -271,11 +275,11 @@ impl Recipe {
         (self.train.micro_batch_size * self.train.grad_accum * self.data_parallel() * self.data.seq_len) as u64
     }
 
-    /// Data-parallel replicas: the length of `train.devices` (what `graft train --devices` sets),
-    /// else 1. `train.grad_accum` is per replica, so the global batch is
+    /// Data-parallel replicas: the length of `train.devices` (what `graft train --devices` sets,
+    /// else 1) times `train.nodes`. `train.grad_accum` is per replica, so the global batch is
     /// `micro_batch_size × grad_accum × replicas` sequences (torchtune's and torchtitan's convention).
     pub fn data_parallel(&self) -> usize {
-        self.train.devices.as_ref().map_or(1, |d| d.len().max(1))
+        self.train.devices.as_ref().map_or(1, |d| d.len().max(1)) * self.train.nodes.unwrap_or(1).max(1)
     }
 
     /// Number of optimizer steps: `train.steps`, or `total_tokens` / tokens per step, rounded up.
@@ -305,7 +309,7 @@ impl Recipe {
         }
         let checks: [(bool, &str); 9] = [
             (t.micro_batch_size > 0, "train.micro_batch_size must be > 0"),
-            (t.grad_accum > 0, "train.grad_accum must be > 0"),
+            (t.grad_accum > 0 && t.nodes != Some(0), "train.grad_accum and train.nodes must be > 0"),
             (t.lr > 0.0 && t.lr.is_finite(), "train.lr must be a positive number"),
             ((0.0..=1.0).contains(&t.min_lr_ratio), "train.min_lr_ratio must be in [0, 1]"),
             (t.betas.iter().all(|b| (0.0..1.0).contains(b)), "train.betas must be in [0, 1)"),

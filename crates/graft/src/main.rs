@@ -41,6 +41,8 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Estimate per-GPU memory for a recipe.
     Plan(cmd::plan::Args),
+    /// Run the orchestrator that the nodes of a multi-node training run meet through.
+    Orchestrator(cmd::orchestrator::Args),
     /// Benchmarks: model load, training step, data pipeline, export.
     Bench(cmd::bench::Args),
 }
@@ -58,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(a) => cmd::export::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Plan(a) => cmd::plan::run(a),
+        Command::Orchestrator(a) => cmd::orchestrator::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     }
 }

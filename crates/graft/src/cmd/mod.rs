@@ -6,6 +6,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod orchestrator;
 pub mod plan;
 pub mod prepare;
 pub mod train;

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context};
 use graft_data::{PreparedData, TextTokenizer};
 use graft_train::checkpoint::write_atomic;
+use graft_train::parallel::ParallelConfig;
 use graft_train::{CheckpointDir, Recipe, TrainConfig};
 
 use burn::tensor::backend::AutodiffBackend;
@@ -69,6 +70,8 @@ pub struct Args {
     /// micro_batch_size × grad_accum × devices sequences.
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub devices: Vec<usize>,
+    #[command(flatten)]
+    pub nodes: devices::NodeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -80,9 +83,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recipe.train.device = None;
         recipe.train.devices = Some(args.devices.iter().map(|&i| devices::device_name(i)).collect());
     }
+    if args.nodes.nodes > 1 {
+        recipe.train.nodes = Some(args.nodes.nodes as usize);
+    }
     check_device(&recipe)?;
     let devices = devices::device_indices(&args.devices, &recipe)
         .with_context(|| format!("choosing the devices of {}", args.recipe.display()))?;
+    let parallel = args.nodes.parallel_config(devices.len())?;
     let run_dir = args
         .out
         .clone()
@@ -97,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             recipe,
             run_dir,
             devices,
+            parallel,
         },
     )
 }
@@ -107,6 +115,7 @@ struct TrainRun {
     recipe: Recipe,
     run_dir: PathBuf,
     devices: Vec<usize>,
+    parallel: ParallelConfig,
 }
 
 impl TrainJob<Backend> for TrainRun {
@@ -118,8 +127,9 @@ impl TrainJob<Backend> for TrainRun {
             recipe,
             run_dir,
             devices,
+            parallel,
         } = self;
-        train::<AB>(&args, &recipe, &run_dir, &devices)
+        train::<AB>(&args, &recipe, &run_dir, &devices, &parallel)
     }
 }
 
@@ -129,6 +139,7 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
     recipe: &Recipe,
     run_dir: &Path,
     devices: &[usize],
+    parallel: &ParallelConfig,
 ) -> anyhow::Result<()> {
     let model = model::resolve_model(recipe, &args.recipe)?;
     let tokenizer = model.tokenizer.load(&args.recipe)?;
@@ -153,7 +164,11 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
         config,
         total_steps,
     };
-    let step = job.run::<AB>(devices.iter().map(|&i| backend::device_at(i)).collect())?;
+    let step = job.run::<AB>(devices.iter().map(|&i| backend::device_at(i)).collect(), parallel)?;
+    if args.nodes.rank() > 0 {
+        println!("node {} trained to step {step} of {total_steps}; node 0 writes the checkpoints", args.nodes.rank());
+        return Ok(());
+    }
     report_final(run_dir, step, total_steps)
 }
 

@@ -54,10 +54,11 @@ impl Job<'_> {
     pub fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
         &self,
         devices: Vec<Device<Backend>>,
+        parallel: &ParallelConfig,
     ) -> anyhow::Result<u64> {
         // the backend RNG is process-wide: peers build their models one at a time
         let build_lock = Mutex::new(());
-        if devices.len() == 1 {
+        if parallel.world_size() == 1 {
             let peer = Peer {
                 rank: 0,
                 world: 1,
@@ -66,22 +67,23 @@ impl Job<'_> {
             };
             return self.run_peer::<AB>(peer, None, &build_lock);
         }
-        let parallel = ParallelConfig::local(devices.len());
         let grad_accum = self.config.grad_accum;
         tracing::info!(
             devices = devices.len(),
+            world = parallel.world_size(),
             grad_accum_per_device = grad_accum,
-            global_batch = self.recipe.train.micro_batch_size * grad_accum * devices.len(),
+            global_batch = self.recipe.train.micro_batch_size * grad_accum * parallel.world_size(),
             "data-parallel training"
         );
         // the first error in time is the cause; the other peers then fail in the collective
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-        let result = run_data_parallel::<Backend, _, _>(&parallel, &devices, |dp| {
+        let result = run_data_parallel::<Backend, _, _>(parallel, &devices, |dp| {
+            let local = dp.rank() % devices.len();
             let peer = Peer {
                 rank: dp.rank(),
                 world: dp.world_size(),
                 grad_accum,
-                device: devices[dp.rank()].clone(),
+                device: devices[local].clone(),
             };
             self.run_peer::<AB>(peer, Some(dp), &build_lock)
                 .map_err(|e| {

@@ -1,0 +1,117 @@
+//! Multi-node data parallelism through the real binary, on loopback: `graft orchestrator` and two
+//! `graft train --nodes 2 --node-rank R` processes (one CPU device each) train the same model as
+//! one process with `--devices 0,1` — the same peers, joined through burn-collective's global
+//! orchestrator instead of inside one process.
+
+mod train_common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use train_common::*;
+
+/// A child process killed when dropped (the orchestrator runs until stopped).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn two_nodes_train_the_same_model_as_two_local_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let steps = ["--set", "train.steps=3", "--set", "train.grad_accum=1"];
+
+    // the reference: both peers in one process (this also prepares the data the nodes reuse)
+    let local_run = dir.path().join("local");
+    let mut args = steps.to_vec();
+    args.extend(["--devices", "0,1"]);
+    let (_, local) = train(&recipe, &local_run, &args);
+
+    let port = free_port();
+    let orchestrator = Killed(
+        Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(["orchestrator", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the orchestrator did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let nodes_run = dir.path().join("nodes");
+    let orchestrator_url = format!("ws://127.0.0.1:{port}");
+    let mut nodes: Vec<(Killed, std::path::PathBuf, std::path::PathBuf)> = (0..2)
+        .map(|rank| {
+            let address = format!("ws://127.0.0.1:{}", free_port());
+            let (out, err) = (dir.path().join(format!("node{rank}.out")), dir.path().join(format!("node{rank}.err")));
+            let rank = rank.to_string();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
+            cmd.args(["train", recipe.to_str().unwrap(), "--out", nodes_run.to_str().unwrap()])
+                .args(steps)
+                .args(["--nodes", "2", "--node-rank", &rank])
+                .args(["--orchestrator", &orchestrator_url, "--node-address", &address])
+                .env("RUST_LOG", "info")
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&err).unwrap());
+            (Killed(cmd.spawn().unwrap()), out, err)
+        })
+        .collect();
+    // bounded wait: a hung collective fails the test instead of stalling it (the guards kill)
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut status = vec![None; nodes.len()];
+    while status.iter().any(Option::is_none) {
+        for (i, (child, _, _)) in nodes.iter_mut().enumerate() {
+            if status[i].is_none() {
+                status[i] = child.0.try_wait().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "the nodes did not finish in 300 s: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outputs: Vec<(bool, String, String)> = nodes
+        .iter()
+        .zip(&status)
+        .map(|((_, out, err), st)| {
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+            (st.is_some_and(|s| s.success()), read(out), read(err))
+        })
+        .collect();
+    drop(orchestrator);
+    for (rank, (ok, stdout, stderr)) in outputs.iter().enumerate() {
+        assert!(ok, "node {rank} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    }
+    assert!(outputs[0].1.contains("nodes/checkpoints/step-3"), "{}", outputs[0].1);
+    assert!(outputs[1].1.contains("node 1 trained to step 3"), "{}", outputs[1].1);
+    assert!(outputs[0].2.contains("global_batch=4"), "{}", outputs[0].2);
+
+    let (a, b) = (losses(&local), losses(&outputs[0].2));
+    assert_eq!((a.len(), b.len()), (3, 3));
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+        assert!((x - y).abs() <= 1e-6 * x.abs(), "step {step}: {x} vs {y}");
+    }
+    let file = "checkpoints/step-3/model.safetensors";
+    let (wa, wb) = (f32_tensors(&local_run.join(file)), f32_tensors(&nodes_run.join(file)));
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+    for (name, x) in &wa {
+        let diff = x.iter().zip(&wb[name]).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{name}: max abs diff {diff}");
+    }
+    let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();
+    assert!(saved.contains("nodes = 2"), "{saved}");
+}
