@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(kind("a/b.jsonl"), Some(ReaderKind::Jsonl));
         assert_eq!(kind("b.JSONL.gz"), Some(ReaderKind::Jsonl));
         assert_eq!(kind("b.jsonl.zst"), Some(ReaderKind::Jsonl));
-        assert_eq!(kind("train-00000-of-00002.parquet"), Some(ReaderKind::Parquet));
+        assert_eq!(
+            kind("train-00000-of-00002.parquet"),
+            Some(ReaderKind::Parquet)
+        );
         assert_eq!(kind("notes.txt"), Some(ReaderKind::Txt));
         assert_eq!(kind("data.csv"), None);
     }
@@ -360,7 +363,10 @@ mod tests {
             )
         };
         assert!(parse("").is_ok());
-        assert!(parse("weight = 0.0").unwrap_err().to_string().contains("source `s`: weight"));
+        assert!(parse("weight = 0.0")
+            .unwrap_err()
+            .to_string()
+            .contains("source `s`: weight"));
         assert!(parse("examples_per_doc = 0").is_err());
         assert!(parse("val_fraction = 1.5").is_err());
     }

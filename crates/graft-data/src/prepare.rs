@@ -105,8 +105,19 @@ pub fn prepare(config: &DataConfig, tokenizer: &TextTokenizer, out_dir: &Path) -
     // untouched (a no-op re-run writes nothing, so several processes may share it read-only)
     let unchanged = nothing_written
         && Manifest::load(out_dir).is_ok_and(|old| {
-            (&old.tokenizer_hash, old.vocab_size, old.bos_id, old.eos_id, &old.sources)
-                == (&manifest.tokenizer_hash, manifest.vocab_size, manifest.bos_id, manifest.eos_id, &manifest.sources)
+            (
+                &old.tokenizer_hash,
+                old.vocab_size,
+                old.bos_id,
+                old.eos_id,
+                &old.sources,
+            ) == (
+                &manifest.tokenizer_hash,
+                manifest.vocab_size,
+                manifest.bos_id,
+                manifest.eos_id,
+                &manifest.sources,
+            )
         });
     if !unchanged {
         let json = serde_json::to_string_pretty(&manifest)

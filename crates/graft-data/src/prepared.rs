@@ -188,8 +188,16 @@ mod tests {
     fn val_count_holds_out_at_least_one_and_leaves_training_data() {
         assert_eq!(val_count(100, 0.0), 0);
         assert_eq!(val_count(100, 0.05), 5);
-        assert_eq!(val_count(10, 0.01), 1, "a positive fraction holds out at least one document");
-        assert_eq!(val_count(2, 0.9), 1, "at least one document stays for training");
+        assert_eq!(
+            val_count(10, 0.01),
+            1,
+            "a positive fraction holds out at least one document"
+        );
+        assert_eq!(
+            val_count(2, 0.9),
+            1,
+            "at least one document stays for training"
+        );
         assert_eq!(val_count(1, 0.5), 0);
     }
 }

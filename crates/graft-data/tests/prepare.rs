@@ -74,7 +74,10 @@ fn rerun_is_a_noop_and_a_changed_input_is_reprepared() {
     let manifest = out.join(graft_data::manifest::MANIFEST_FILE);
     let manifest_before = std::fs::read(&manifest).unwrap();
     let listing = |d: &std::path::Path| {
-        let mut names: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         names
     };
@@ -89,7 +92,11 @@ fn rerun_is_a_noop_and_a_changed_input_is_reprepared() {
         "shard was rewritten"
     );
     // a no-op re-run writes nothing at all: same manifest bytes, same files
-    assert_eq!(std::fs::read(&manifest).unwrap(), manifest_before, "manifest rewritten");
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        manifest_before,
+        "manifest rewritten"
+    );
     assert_eq!(listing(&out), files_before);
 
     // Append a record to b.jsonl: only that file is tokenized again.
@@ -218,7 +225,10 @@ fn bos_does_not_depend_on_the_tokenizers_post_processor() {
     let dir = tempfile::tempdir().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(common::tokenizer_path()).unwrap()).unwrap();
-    assert!(!json["post_processor"].is_null(), "the fixture has a post-processor");
+    assert!(
+        !json["post_processor"].is_null(),
+        "the fixture has a post-processor"
+    );
     json["post_processor"] = serde_json::Value::Null;
     let plain = common::write(dir.path(), "plain/tokenizer.json", &json.to_string());
     let plain = graft_data::TextTokenizer::from_file(&plain, Some(128000), Some(128001)).unwrap();

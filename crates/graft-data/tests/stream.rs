@@ -234,10 +234,16 @@ fn cursors_restore_across_epochs_and_on_every_rank() {
             }
             let json = serde_json::to_string(cursor).unwrap();
             let mut resumed = TrainStream::new(data.clone(), opts(batch, rank, world)).unwrap();
-            resumed.restore(&serde_json::from_str(&json).unwrap()).unwrap();
+            resumed
+                .restore(&serde_json::from_str(&json).unwrap())
+                .unwrap();
             assert_eq!(&resumed.stats(), stats, "rank {rank} at {at}: stats");
             for (i, want) in batches[at..at + tail].iter().enumerate() {
-                assert_eq!(&resumed.next_batch(), want, "rank {rank}, restored at {at}, batch {i}");
+                assert_eq!(
+                    &resumed.next_batch(),
+                    want,
+                    "rank {rank}, restored at {at}, batch {i}"
+                );
             }
         }
     }

@@ -95,7 +95,9 @@ pub enum Error {
     Resolve { model: String, message: String },
 
     /// A LoRA setting graft cannot use (rank, alpha, dropout, target modules).
-    #[error("LoRA: {message}\nHINT: check the [lora] section of the recipe or adapter_config.json")]
+    #[error(
+        "LoRA: {message}\nHINT: check the [lora] section of the recipe or adapter_config.json"
+    )]
     Lora { message: String },
 
     /// A PEFT adapter directory is malformed or does not fit the model it is applied to.

@@ -242,6 +242,10 @@ pub fn checkpointed_activation_bytes(
 /// weights are not f32, plus two moments in `state` precision (12 bytes/param for bf16 weights
 /// with f32 moments).
 pub fn adamw_state_bytes(params: u64, weights: DTypeSize, state: DTypeSize) -> u64 {
-    let master = if weights == DTypeSize::F32 { 0 } else { params * 4 };
+    let master = if weights == DTypeSize::F32 {
+        0
+    } else {
+        params * 4
+    };
     master + 2 * params * state.bytes()
 }

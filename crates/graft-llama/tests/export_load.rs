@@ -146,9 +146,19 @@ fn f16_checkpoint_loads_as_the_f16_rounding_of_every_weight() {
         let a = a.into_data().to_vec::<f32>().unwrap();
         let b = b.into_data().convert::<f32>().to_vec::<f32>().unwrap();
         let rounded: Vec<f32> = a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
-        assert_eq!(b, rounded, "{name}: not the f16 rounding of the f32 weights");
+        assert_eq!(
+            b, rounded,
+            "{name}: not the f16 rounding of the f32 weights"
+        );
     }
     let (x, y) = (logits(&f32_model), logits(&f16_model));
-    let diff = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-    assert!(diff > 0.0 && diff < 1e-2, "f16 logits differ from f32 by {diff}");
+    let diff = x
+        .iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff > 0.0 && diff < 1e-2,
+        "f16 logits differ from f32 by {diff}"
+    );
 }

@@ -90,7 +90,10 @@ impl CheckpointDir {
         fs::create_dir_all(&tmp).map_err(|e| TrainError::io("creating", &tmp, e))?;
         write_model(&tmp)?;
         write_file(&tmp.join(OPTIMIZER_FILE), optimizer)?;
-        let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
         write_file(&tmp.join(STATE_FILE), &json)?;
         sync_tree(&tmp)?;
 
@@ -112,12 +115,17 @@ impl CheckpointDir {
 
     /// All complete checkpoints, oldest first.
     pub fn list(&self) -> Result<Vec<Checkpoint>> {
-        let entries = fs::read_dir(&self.root).map_err(|e| TrainError::io("listing", &self.root, e))?;
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| TrainError::io("listing", &self.root, e))?;
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| TrainError::io("listing", &self.root, e))?;
             let name = entry.file_name();
-            let Some(step) = name.to_str().and_then(|n| n.strip_prefix("step-")).and_then(|n| n.parse().ok()) else {
+            let Some(step) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("step-"))
+                .and_then(|n| n.parse().ok())
+            else {
                 continue;
             };
             let path = entry.path();
@@ -137,14 +145,19 @@ impl CheckpointDir {
 
     /// Remove `.tmp` directories and files left by an interrupted save.
     fn clean_tmp(&self) -> Result<()> {
-        let entries = fs::read_dir(&self.root).map_err(|e| TrainError::io("listing", &self.root, e))?;
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| TrainError::io("listing", &self.root, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| TrainError::io("listing", &self.root, e))?;
             let name = entry.file_name().to_string_lossy().to_string();
             if name.ends_with(".tmp") || (name.starts_with('.') && name.contains(".tmp-")) {
                 let path = entry.path();
                 tracing::warn!(path = %path.display(), "removing incomplete checkpoint");
-                let res = if path.is_dir() && !path.is_symlink() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                let res = if path.is_dir() && !path.is_symlink() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
                 res.map_err(|e| TrainError::io("removing", &path, e))?;
             }
         }
@@ -156,7 +169,8 @@ impl CheckpointDir {
         let all = self.list()?;
         let excess = all.len().saturating_sub(keep);
         for ckpt in &all[..excess] {
-            fs::remove_dir_all(&ckpt.path).map_err(|e| TrainError::io("removing", &ckpt.path, e))?;
+            fs::remove_dir_all(&ckpt.path)
+                .map_err(|e| TrainError::io("removing", &ckpt.path, e))?;
         }
         Ok(())
     }
@@ -167,9 +181,11 @@ impl CheckpointDir {
         let tmp = self.root.join(format!("{LATEST}.tmp"));
         let _ = fs::remove_file(&tmp);
         #[cfg(unix)]
-        std::os::unix::fs::symlink(format!("step-{step}"), &tmp).map_err(|e| TrainError::io("linking", &tmp, e))?;
+        std::os::unix::fs::symlink(format!("step-{step}"), &tmp)
+            .map_err(|e| TrainError::io("linking", &tmp, e))?;
         #[cfg(not(unix))]
-        fs::write(&tmp, format!("step-{step}\n")).map_err(|e| TrainError::io("writing", &tmp, e))?;
+        fs::write(&tmp, format!("step-{step}\n"))
+            .map_err(|e| TrainError::io("writing", &tmp, e))?;
         fs::rename(&tmp, &link).map_err(|e| TrainError::io("renaming", &tmp, e))
     }
 }
@@ -178,13 +194,17 @@ impl CheckpointDir {
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut f = fs::File::create(path).map_err(|e| TrainError::io("creating", path, e))?;
-    f.write_all(bytes).map_err(|e| TrainError::io("writing", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| TrainError::io("writing", path, e))?;
     f.sync_all().map_err(|e| TrainError::io("syncing", path, e))
 }
 
 /// Write `bytes` to `path` atomically: a temporary sibling, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     write_file(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(|e| TrainError::io("renaming", &tmp, e))?;
@@ -203,7 +223,8 @@ fn sync_tree(dir: &Path) -> Result<()> {
             sync_tree(&path)?;
         } else {
             let f = fs::File::open(&path).map_err(|e| TrainError::io("opening", &path, e))?;
-            f.sync_all().map_err(|e| TrainError::io("syncing", &path, e))?;
+            f.sync_all()
+                .map_err(|e| TrainError::io("syncing", &path, e))?;
         }
     }
     sync_dir(dir)
@@ -213,7 +234,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         let f = fs::File::open(dir).map_err(|e| TrainError::io("opening", dir, e))?;
-        f.sync_all().map_err(|e| TrainError::io("syncing", dir, e))?;
+        f.sync_all()
+            .map_err(|e| TrainError::io("syncing", dir, e))?;
     }
     Ok(())
 }

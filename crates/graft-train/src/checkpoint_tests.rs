@@ -13,17 +13,26 @@ fn state(step: u64) -> TrainingState {
         step,
         lr_step: step,
         tokens_seen: step * 128,
-        tokens_per_source: [("web".to_string(), step * 100), ("qa".to_string(), step * 28)].into(),
+        tokens_per_source: [
+            ("web".to_string(), step * 100),
+            ("qa".to_string(), step * 28),
+        ]
+        .into(),
         consecutive_nonfinite: 0,
         total_nonfinite: 1,
         data_cursor: serde_json::json!({"shard": 3, "offset": step * 7}),
-        rng: RngState { seed: "00".repeat(32), stream: 0, word_pos: "17".into() },
+        rng: RngState {
+            seed: "00".repeat(32),
+            stream: 0,
+            word_pos: "17".into(),
+        },
     }
 }
 
 fn model_writer(step: u64) -> impl FnOnce(&Path) -> crate::Result<()> {
     move |dir: &Path| {
-        fs::write(dir.join("config.json"), format!("{{\"step\": {step}}}")).map_err(|e| TrainError::io("writing", dir, e))
+        fs::write(dir.join("config.json"), format!("{{\"step\": {step}}}"))
+            .map_err(|e| TrainError::io("writing", dir, e))
     }
 }
 
@@ -31,10 +40,18 @@ fn model_writer(step: u64) -> impl FnOnce(&Path) -> crate::Result<()> {
 fn save_writes_complete_directory_and_latest_link() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = CheckpointDir::new(tmp.path()).unwrap();
-    let ck = dir.save(5, model_writer(5), b"optim-bytes", &state(5), 3).unwrap();
+    let ck = dir
+        .save(5, model_writer(5), b"optim-bytes", &state(5), 3)
+        .unwrap();
     assert_eq!(ck.path, tmp.path().join("checkpoints/step-5"));
-    assert_eq!(fs::read(ck.path.join(OPTIMIZER_FILE)).unwrap(), b"optim-bytes");
-    assert_eq!(fs::read_to_string(ck.path.join("config.json")).unwrap(), "{\"step\": 5}");
+    assert_eq!(
+        fs::read(ck.path.join(OPTIMIZER_FILE)).unwrap(),
+        b"optim-bytes"
+    );
+    assert_eq!(
+        fs::read_to_string(ck.path.join("config.json")).unwrap(),
+        "{\"step\": 5}"
+    );
     assert_eq!(ck.read_state().unwrap(), state(5));
     let latest = dir.root().join(LATEST);
     assert_eq!(fs::read_link(&latest).unwrap(), Path::new("step-5"));
@@ -47,11 +64,15 @@ fn keeps_last_k_and_latest_follows_newest() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = CheckpointDir::new(tmp.path()).unwrap();
     for step in [2, 4, 6, 8] {
-        dir.save(step, model_writer(step), b"x", &state(step), 2).unwrap();
+        dir.save(step, model_writer(step), b"x", &state(step), 2)
+            .unwrap();
     }
     let steps: Vec<u64> = dir.list().unwrap().iter().map(|c| c.step).collect();
     assert_eq!(steps, [6, 8]);
-    assert_eq!(fs::read_link(dir.root().join(LATEST)).unwrap(), Path::new("step-8"));
+    assert_eq!(
+        fs::read_link(dir.root().join(LATEST)).unwrap(),
+        Path::new("step-8")
+    );
     assert_eq!(dir.latest().unwrap().unwrap().step, 8);
 }
 
@@ -69,7 +90,10 @@ fn interrupted_save_is_ignored_and_cleaned() {
     assert!(dir.root().join(".step-6.tmp").exists());
     let latest = dir.latest().unwrap().unwrap();
     assert_eq!(latest.step, 3);
-    assert!(!dir.root().join(".step-6.tmp").exists(), "leftover tmp dir must be removed");
+    assert!(
+        !dir.root().join(".step-6.tmp").exists(),
+        "leftover tmp dir must be removed"
+    );
     // a directory without training_state.json is not a checkpoint
     fs::create_dir(dir.root().join("step-9")).unwrap();
     assert_eq!(dir.latest().unwrap().unwrap().step, 3);
@@ -79,8 +103,11 @@ fn interrupted_save_is_ignored_and_cleaned() {
 fn saving_the_same_step_twice_replaces_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = CheckpointDir::new(tmp.path()).unwrap();
-    dir.save(4, model_writer(4), b"first", &state(4), 0).unwrap();
-    let ck = dir.save(4, model_writer(4), b"second", &state(4), 0).unwrap();
+    dir.save(4, model_writer(4), b"first", &state(4), 0)
+        .unwrap();
+    let ck = dir
+        .save(4, model_writer(4), b"second", &state(4), 0)
+        .unwrap();
     assert_eq!(fs::read(ck.optimizer_path()).unwrap(), b"second");
     assert_eq!(dir.list().unwrap().len(), 1);
 }
@@ -92,5 +119,8 @@ fn corrupt_state_file_is_a_clear_error() {
     let ck = dir.save(1, model_writer(1), b"x", &state(1), 0).unwrap();
     fs::write(ck.path.join(STATE_FILE), "{\"step\": 1}").unwrap();
     let err = ck.read_state().unwrap_err().to_string();
-    assert!(err.contains("training_state.json") && err.contains("missing field"), "{err}");
+    assert!(
+        err.contains("training_state.json") && err.contains("missing field"),
+        "{err}"
+    );
 }

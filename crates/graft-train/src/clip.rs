@@ -17,14 +17,22 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let mut visitor = NormVisitor::<B> { grads, norms: Vec::new() };
+    let mut visitor = NormVisitor::<B> {
+        grads,
+        norms: Vec::new(),
+    };
     module.visit(&mut visitor);
     if visitor.norms.is_empty() {
         return 0.0;
     }
     let norms = Tensor::cat(visitor.norms, 0);
     let total = norms.square().sum().sqrt();
-    total.into_data().convert::<f64>().to_vec::<f64>().map(|v| v[0]).unwrap_or(f64::NAN)
+    total
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map(|v| v[0])
+        .unwrap_or(f64::NAN)
 }
 
 /// Clip `grads` to a global norm of at most `max_norm` and return the norm before clipping.
@@ -54,7 +62,11 @@ where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let mut visitor = ScaleVisitor::<B> { grads, factor, _b: std::marker::PhantomData };
+    let mut visitor = ScaleVisitor::<B> {
+        grads,
+        factor,
+        _b: std::marker::PhantomData,
+    };
     module.visit(&mut visitor);
 }
 

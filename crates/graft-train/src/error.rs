@@ -96,6 +96,10 @@ pub type Result<T> = std::result::Result<T, TrainError>;
 impl TrainError {
     /// Build an [`TrainError::Io`] with the path and action.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { action, path: path.into(), source }
+        TrainError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -4,17 +4,17 @@
 pub mod checkpoint;
 pub mod checkpointing;
 pub mod clip;
-pub mod logging;
-pub mod lora;
 pub mod error;
 pub mod eval;
+pub mod logging;
+pub mod lora;
 pub mod optim;
+pub mod optim_state;
 pub mod overrides;
 pub mod parallel;
 pub mod periodic_eval;
 pub mod plan;
 pub mod recipe;
-pub mod optim_state;
 pub mod schedule;
 pub mod source;
 pub mod state;
@@ -31,8 +31,8 @@ pub use state::{RngState, TrainingState};
 pub use trainer::{StepReport, TrainConfig, Trainer};
 
 #[cfg(test)]
-mod optim_tests;
-#[cfg(test)]
 mod checkpoint_tests;
+#[cfg(test)]
+mod optim_tests;
 #[cfg(test)]
 mod toy;

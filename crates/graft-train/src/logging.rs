@@ -38,12 +38,21 @@ impl TensorBoardLogger {
     /// Create `dir` and a new event file in it.
     pub fn new(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io("creating", dir, e))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let name = format!("events.out.tfevents.{:010}.{host}.{}.0", now.as_secs(), std::process::id());
+        let name = format!(
+            "events.out.tfevents.{:010}.{host}.{}.0",
+            now.as_secs(),
+            std::process::id()
+        );
         let path = dir.join(name);
         let file = File::create(&path).map_err(|e| TrainError::io("creating", &path, e))?;
-        let mut logger = Self { path, writer: RecordWriter::new(BufWriter::new(file)) };
+        let mut logger = Self {
+            path,
+            writer: RecordWriter::new(BufWriter::new(file)),
+        };
         let header = encode_event(wall_time(), 0, Payload::FileVersion("brain.Event:2"));
         logger.write(&header)?;
         logger.flush()?;
@@ -56,7 +65,9 @@ impl TensorBoardLogger {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.writer.write(bytes).map_err(|e| TrainError::io("writing", &self.path, e))
+        self.writer
+            .write(bytes)
+            .map_err(|e| TrainError::io("writing", &self.path, e))
     }
 }
 
@@ -67,7 +78,9 @@ impl ScalarLogger for TensorBoardLogger {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| TrainError::io("flushing", &self.path, e))
+        self.writer
+            .flush()
+            .map_err(|e| TrainError::io("flushing", &self.path, e))
     }
 }
 
@@ -80,18 +93,28 @@ pub struct TextLogger {
 impl TextLogger {
     /// Open (append to) `path`.
     pub fn new(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io("opening", path, e))?;
-        Ok(Self { path: path.to_path_buf(), out: BufWriter::new(file) })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::io("opening", path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
     }
 }
 
 impl ScalarLogger for TextLogger {
     fn scalar(&mut self, tag: &str, value: f64, step: u64) -> Result<()> {
-        writeln!(self.out, "{step}\t{tag}\t{value}").map_err(|e| TrainError::io("writing", &self.path, e))
+        writeln!(self.out, "{step}\t{tag}\t{value}")
+            .map_err(|e| TrainError::io("writing", &self.path, e))
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| TrainError::io("flushing", &self.path, e))
+        self.out
+            .flush()
+            .map_err(|e| TrainError::io("flushing", &self.path, e))
     }
 }
 
@@ -101,7 +124,9 @@ pub struct MultiLogger(pub Vec<Box<dyn ScalarLogger + Send>>);
 
 impl ScalarLogger for MultiLogger {
     fn scalar(&mut self, tag: &str, value: f64, step: u64) -> Result<()> {
-        self.0.iter_mut().try_for_each(|l| l.scalar(tag, value, step))
+        self.0
+            .iter_mut()
+            .try_for_each(|l| l.scalar(tag, value, step))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -110,7 +135,10 @@ impl ScalarLogger for MultiLogger {
 }
 
 fn wall_time() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 enum Payload<'a> {

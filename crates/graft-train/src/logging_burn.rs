@@ -54,7 +54,10 @@ impl<L: ScalarLogger + Send> BurnMetricLogger<L> {
     }
 
     fn name(&self, id: &MetricId) -> String {
-        self.names.get(id).cloned().unwrap_or_else(|| format!("{id:?}"))
+        self.names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("{id:?}"))
     }
 
     fn record(&mut self, write: impl FnOnce(&mut L) -> crate::Result<()>) {
@@ -75,14 +78,28 @@ impl<L: ScalarLogger + Send> MetricLogger for BurnMetricLogger<L> {
             let name = self.name(&numeric.entry.metric_id);
             let value = numeric.numeric_entry.current();
             self.record(|l| l.scalar(&format!("{split}/{name}"), value, step));
-            self.last_running.insert((split.clone(), name.clone()), numeric.running_entry.current());
-            self.history.entry((split.clone(), epoch, name)).or_default().push(numeric.numeric_entry);
+            self.last_running.insert(
+                (split.clone(), name.clone()),
+                numeric.running_entry.current(),
+            );
+            self.history
+                .entry((split.clone(), epoch, name))
+                .or_default()
+                .push(numeric.numeric_entry);
         }
     }
 
-    fn read_numeric(&mut self, name: &str, epoch: usize, split: &Split) -> Result<Vec<NumericEntry>, String> {
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
         let key = (split.to_string(), epoch, name.to_string());
-        self.history.get(&key).cloned().ok_or_else(|| format!("no values of metric `{name}` for epoch {epoch} ({split})"))
+        self.history
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("no values of metric `{name}` for epoch {epoch} ({split})"))
     }
 
     fn log_metric_definition(&mut self, definition: MetricDefinition) {
@@ -91,11 +108,21 @@ impl<L: ScalarLogger + Send> MetricLogger for BurnMetricLogger<L> {
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         let split = summary.split.to_string();
-        let mut running: Vec<(String, f64)> =
-            self.last_running.iter().filter(|((s, _), _)| *s == split).map(|((_, n), v)| (n.clone(), *v)).collect();
+        let mut running: Vec<(String, f64)> = self
+            .last_running
+            .iter()
+            .filter(|((s, _), _)| *s == split)
+            .map(|((_, n), v)| (n.clone(), *v))
+            .collect();
         running.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in running {
-            self.record(|l| l.scalar(&format!("{split}/{name}/epoch"), value, summary.epoch_number as u64));
+            self.record(|l| {
+                l.scalar(
+                    &format!("{split}/{name}/epoch"),
+                    value,
+                    summary.epoch_number as u64,
+                )
+            });
         }
         self.record(|l| l.flush());
     }

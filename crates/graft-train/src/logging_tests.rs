@@ -67,15 +67,25 @@ fn scalars(path: &Path) -> (Option<String>, Vec<(i64, String, f32)>) {
     let mut out = Vec::new();
     for rec in records(&std::fs::read(path).unwrap()) {
         let f = fields(&rec);
-        let step = f.iter().find(|(n, _)| *n == 2).map(|(_, d)| i64::from_le_bytes(d[..8].try_into().unwrap())).unwrap_or(0);
+        let step = f
+            .iter()
+            .find(|(n, _)| *n == 2)
+            .map(|(_, d)| i64::from_le_bytes(d[..8].try_into().unwrap()))
+            .unwrap_or(0);
         for (n, d) in &f {
             match n {
                 3 => version = Some(String::from_utf8(d.clone()).unwrap()),
                 5 => {
                     for (_, value) in fields(d).into_iter().filter(|(n, _)| *n == 1) {
                         let vf = fields(&value);
-                        let tag = String::from_utf8(vf.iter().find(|(n, _)| *n == 1).unwrap().1.clone()).unwrap();
-                        let v = f32::from_le_bytes(vf.iter().find(|(n, _)| *n == 2).unwrap().1[..4].try_into().unwrap());
+                        let tag =
+                            String::from_utf8(vf.iter().find(|(n, _)| *n == 1).unwrap().1.clone())
+                                .unwrap();
+                        let v = f32::from_le_bytes(
+                            vf.iter().find(|(n, _)| *n == 2).unwrap().1[..4]
+                                .try_into()
+                                .unwrap(),
+                        );
                         out.push((step, tag, v));
                     }
                 }
@@ -98,7 +108,12 @@ fn tensorboard_scalars_read_back() {
     logger.flush().unwrap();
     let path = logger.path().to_path_buf();
     assert!(path.starts_with(&tb_dir));
-    assert!(path.file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."));
+    assert!(path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("events.out.tfevents."));
     let (version, got) = scalars(&path);
     assert_eq!(version.as_deref(), Some("brain.Event:2"));
     let want = [
@@ -120,7 +135,10 @@ fn text_and_multi_logger() {
     let mut multi = MultiLogger(vec![Box::new(TextLogger::new(&path).unwrap())]);
     multi.scalar("train/loss", 2.5, 7).unwrap();
     multi.flush().unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "7\ttrain/loss\t2.5\n");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "7\ttrain/loss\t2.5\n"
+    );
 }
 
 #[test]
@@ -135,7 +153,9 @@ fn unwritable_directory_is_an_error() {
 fn burn_train_metrics_reach_the_event_file() {
     use burn::train::logger::MetricLogger;
     use burn::train::metric::store::{EpochSummary, MetricsUpdate, NumericMetricUpdate, Split};
-    use burn::train::metric::{MetricAttributes, MetricDefinition, MetricEntry, MetricId, NumericEntry, SerializedEntry};
+    use burn::train::metric::{
+        MetricAttributes, MetricDefinition, MetricEntry, MetricId, NumericEntry, SerializedEntry,
+    };
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
@@ -150,8 +170,15 @@ fn burn_train_metrics_reach_the_event_file() {
         attributes: MetricAttributes::None,
     });
     let update = |value: f64, running: f64| {
-        let entry = MetricEntry::new(id.clone(), SerializedEntry::new(value.to_string(), value.to_string()));
-        let numeric = NumericMetricUpdate::new(entry, NumericEntry::Value(value), NumericEntry::Value(running));
+        let entry = MetricEntry::new(
+            id.clone(),
+            SerializedEntry::new(value.to_string(), value.to_string()),
+        );
+        let numeric = NumericMetricUpdate::new(
+            entry,
+            NumericEntry::Value(value),
+            NumericEntry::Value(running),
+        );
         MetricsUpdate::new(Vec::new(), vec![numeric])
     };
     logger.log(update(3.0, 3.0), 1, &Split::Train);
@@ -159,7 +186,13 @@ fn burn_train_metrics_reach_the_event_file() {
     logger.log(update(4.0, 4.0), 1, &Split::Valid);
     logger.log_epoch_summary(EpochSummary::new(1, Split::Train));
     let history = logger.read_numeric("Loss", 1, &Split::Train).unwrap();
-    assert_eq!(history.iter().map(NumericEntry::current).collect::<Vec<_>>(), [3.0, 2.0]);
+    assert_eq!(
+        history
+            .iter()
+            .map(NumericEntry::current)
+            .collect::<Vec<_>>(),
+        [3.0, 2.0]
+    );
     assert!(logger.read_numeric("Loss", 2, &Split::Train).is_err());
     logger.finish().unwrap();
 
@@ -167,6 +200,11 @@ fn burn_train_metrics_reach_the_event_file() {
     let got: Vec<(i64, &str, f32)> = got.iter().map(|(s, t, v)| (*s, t.as_str(), *v)).collect();
     assert_eq!(
         got,
-        [(1, "train/Loss", 3.0), (2, "train/Loss", 2.0), (1, "valid/Loss", 4.0), (1, "train/Loss/epoch", 2.5)]
+        [
+            (1, "train/Loss", 3.0),
+            (2, "train/Loss", 2.0),
+            (1, "valid/Loss", 4.0),
+            (1, "train/Loss/epoch", 2.5)
+        ]
     );
 }

@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use graft_llama::export::{write_hf_dir, ExportOptions, HfDirFiles, ModelSource, LICENSE_FILES, TOKENIZER_FILES};
+use graft_llama::export::{
+    write_hf_dir, ExportOptions, HfDirFiles, ModelSource, LICENSE_FILES, TOKENIZER_FILES,
+};
 use graft_llama::lora::{self, LoraConfig};
 use graft_llama::{Llama, ModelConfig};
 

@@ -40,7 +40,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, state_dtype: FloatDType::F32 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            state_dtype: FloatDType::F32,
+        }
     }
 }
 
@@ -69,7 +75,10 @@ pub struct AdamW<B: Backend> {
 impl<B: Backend> AdamW<B> {
     /// A fresh optimizer with no state.
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, state: BTreeMap::new() }
+        Self {
+            config,
+            state: BTreeMap::new(),
+        }
     }
 
     /// The hyperparameters.
@@ -168,8 +177,16 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
         if D >= 2 && c.weight_decay != 0.0 {
             p = p.mul_scalar(1.0 - self.lr * c.weight_decay);
         }
-        let m: Tensor<_, D> = entry.exp_avg.clone().cast(FloatDType::F32).reshape(shape.clone());
-        let v: Tensor<_, D> = entry.exp_avg_sq.clone().cast(FloatDType::F32).reshape(shape);
+        let m: Tensor<_, D> = entry
+            .exp_avg
+            .clone()
+            .cast(FloatDType::F32)
+            .reshape(shape.clone());
+        let v: Tensor<_, D> = entry
+            .exp_avg_sq
+            .clone()
+            .cast(FloatDType::F32)
+            .reshape(shape);
         // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
         let m = m.clone() + (g.clone() - m).mul_scalar(1.0 - c.beta1);
         let v = v.mul_scalar(c.beta2) + g.clone().mul_scalar(1.0 - c.beta2).mul(g);
@@ -178,7 +195,11 @@ impl<AB: AutodiffBackend> AdamWMapper<'_, AB> {
         let bias_correction1 = 1.0 - c.beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         let step_size = self.lr / bias_correction1;
-        let denom = v.clone().sqrt().div_scalar(bias_correction2_sqrt).add_scalar(c.eps);
+        let denom = v
+            .clone()
+            .sqrt()
+            .div_scalar(bias_correction2_sqrt)
+            .add_scalar(c.eps);
         let p = p + m.clone().div(denom).mul_scalar(-step_size);
 
         entry.exp_avg = m.reshape([numel]).cast(c.state_dtype);

@@ -12,7 +12,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, ParamState};
@@ -26,22 +26,34 @@ pub fn optimizer_to_bytes<B: Backend>(optim: &AdamW<B>) -> Result<Vec<u8>> {
     let mut steps = serde_json::Map::new();
     for (name, st) in optim.state() {
         steps.insert(name.clone(), serde_json::Value::from(st.step));
-        let tensors = [("exp_avg", Some(&st.exp_avg)), ("exp_avg_sq", Some(&st.exp_avg_sq)), ("master", st.master.as_ref())];
+        let tensors = [
+            ("exp_avg", Some(&st.exp_avg)),
+            ("exp_avg_sq", Some(&st.exp_avg_sq)),
+            ("master", st.master.as_ref()),
+        ];
         for (suffix, t) in tensors.into_iter().filter_map(|(s, t)| Some((s, t?))) {
-            let values = t.to_data().convert::<f32>().to_vec::<f32>().map_err(|e| state_err(name, format!("{e:?}")))?;
+            let values = t
+                .to_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| state_err(name, format!("{e:?}")))?;
             let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             buffers.push((format!("{name}.{suffix}"), st.shape.clone(), bytes));
         }
     }
     let mut views = Vec::with_capacity(buffers.len());
     for (key, shape, bytes) in &buffers {
-        let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| state_err(key, e.to_string()))?;
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+            .map_err(|e| state_err(key, e.to_string()))?;
         views.push((key.clone(), view));
     }
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
-        ("steps".to_string(), serde_json::Value::Object(steps).to_string()),
+        (
+            "steps".to_string(),
+            serde_json::Value::Object(steps).to_string(),
+        ),
     ]);
     safetensors::serialize(views, Some(metadata)).map_err(|e| state_err("*", e.to_string()))
 }
@@ -52,14 +64,26 @@ pub fn optimizer_from_bytes<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<BTreeMap<String, ParamState<B>>> {
-    let bad = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(FORMAT) || meta.get("version").map(String::as_str) != Some(VERSION) {
-        return Err(bad(format!("expected metadata format={FORMAT} version={VERSION}, found {meta:?}")));
+    if meta.get("format").map(String::as_str) != Some(FORMAT)
+        || meta.get("version").map(String::as_str) != Some(VERSION)
+    {
+        return Err(bad(format!(
+            "expected metadata format={FORMAT} version={VERSION}, found {meta:?}"
+        )));
     }
-    let steps: BTreeMap<String, u64> = serde_json::from_str(meta.get("steps").map(String::as_str).unwrap_or(""))
-        .map_err(|e| bad(format!("metadata `steps` is not a JSON object of counts: {e}")))?;
+    let steps: BTreeMap<String, u64> =
+        serde_json::from_str(meta.get("steps").map(String::as_str).unwrap_or("")).map_err(|e| {
+            bad(format!(
+                "metadata `steps` is not a JSON object of counts: {e}"
+            ))
+        })?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
     let mut tensors = 0;
@@ -67,34 +91,64 @@ pub fn optimizer_from_bytes<B: Backend>(
         let m = read_f32(&st, &format!("{name}.exp_avg"), device).map_err(&bad)?;
         let v = read_f32(&st, &format!("{name}.exp_avg_sq"), device).map_err(&bad)?;
         if m.0 != v.0 {
-            return Err(bad(format!("`{name}`: exp_avg shape {:?} != exp_avg_sq shape {:?}", m.0, v.0)));
+            return Err(bad(format!(
+                "`{name}`: exp_avg shape {:?} != exp_avg_sq shape {:?}",
+                m.0, v.0
+            )));
         }
         let master_key = format!("{name}.master");
         let master = match st.tensor(&master_key).is_ok() {
             true => {
                 let master = read_f32(&st, &master_key, device).map_err(&bad)?;
                 if master.0 != m.0 {
-                    return Err(bad(format!("`{name}`: master shape {:?} != exp_avg shape {:?}", master.0, m.0)));
+                    return Err(bad(format!(
+                        "`{name}`: master shape {:?} != exp_avg shape {:?}",
+                        master.0, m.0
+                    )));
                 }
                 Some(master.1)
             }
             false => None,
         };
         tensors += 2 + usize::from(master.is_some());
-        out.insert(name, ParamState { step, shape: m.0, exp_avg: m.1, exp_avg_sq: v.1, master });
+        out.insert(
+            name,
+            ParamState {
+                step,
+                shape: m.0,
+                exp_avg: m.1,
+                exp_avg_sq: v.1,
+                master,
+            },
+        );
     }
     if st.len() != tensors {
-        return Err(bad(format!("{} tensors but `steps` names {} parameters with {tensors} state tensors", st.len(), out.len())));
+        return Err(bad(format!(
+            "{} tensors but `steps` names {} parameters with {tensors} state tensors",
+            st.len(),
+            out.len()
+        )));
     }
     Ok(out)
 }
 
-fn read_f32<B: Backend>(st: &SafeTensors, key: &str, device: &B::Device) -> std::result::Result<(Vec<usize>, Tensor<B, 1>), String> {
+fn read_f32<B: Backend>(
+    st: &SafeTensors,
+    key: &str,
+    device: &B::Device,
+) -> std::result::Result<(Vec<usize>, Tensor<B, 1>), String> {
     let view = st.tensor(key).map_err(|e| format!("tensor `{key}`: {e}"))?;
     if view.dtype() != Dtype::F32 {
-        return Err(format!("tensor `{key}` is {:?}, expected F32", view.dtype()));
+        return Err(format!(
+            "tensor `{key}` is {:?}, expected F32",
+            view.dtype()
+        ));
     }
-    let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let n = values.len();
     let t = Tensor::from_data(TensorData::new(values, [n]), (device, DType::F32));
     Ok((view.shape().to_vec(), t))
@@ -105,12 +159,24 @@ pub fn check_state_matches<B: Backend, M: Module<B>>(
     state: &BTreeMap<String, ParamState<impl Backend>>,
     module: &M,
 ) -> Result<()> {
-    let params: BTreeMap<String, Vec<usize>> = named_params::<B, M>(module).into_iter().map(|p| (p.name, p.shape)).collect();
+    let params: BTreeMap<String, Vec<usize>> = named_params::<B, M>(module)
+        .into_iter()
+        .map(|p| (p.name, p.shape))
+        .collect();
     for (name, st) in state {
         match params.get(name) {
-            None => return Err(state_err(name, "no parameter of this name in the model (was the model or method changed?)".into())),
+            None => {
+                return Err(state_err(
+                    name,
+                    "no parameter of this name in the model (was the model or method changed?)"
+                        .into(),
+                ))
+            }
             Some(shape) if shape != &st.shape => {
-                return Err(state_err(name, format!("saved shape {:?} but the model's is {shape:?}", st.shape)));
+                return Err(state_err(
+                    name,
+                    format!("saved shape {:?} but the model's is {shape:?}", st.shape),
+                ));
             }
             Some(_) => {}
         }
@@ -119,7 +185,10 @@ pub fn check_state_matches<B: Backend, M: Module<B>>(
 }
 
 fn state_err(param: &str, message: String) -> TrainError {
-    TrainError::OptimizerState { param: param.to_string(), message }
+    TrainError::OptimizerState {
+        param: param.to_string(),
+        message,
+    }
 }
 
 /// A float parameter of a module: its module path, shape and whether it requires grad.
@@ -145,7 +214,11 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> Vec<NamedParam> {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let t = param.val();
-            self.1.push(NamedParam { name: self.0.join("."), shape: t.shape().to_vec(), trainable: t.is_require_grad() });
+            self.1.push(NamedParam {
+                name: self.0.join("."),
+                shape: t.shape().to_vec(),
+                trainable: t.is_require_grad(),
+            });
         }
     }
     let mut v = V(Vec::new(), Vec::new());

@@ -5,8 +5,10 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 
 use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::optim_state::{check_state_matches, named_params, optimizer_from_bytes, optimizer_to_bytes};
-use crate::toy::{TB, Toy, batch, flat_params};
+use crate::optim_state::{
+    check_state_matches, named_params, optimizer_from_bytes, optimizer_to_bytes,
+};
+use crate::toy::{batch, flat_params, Toy, TB};
 
 type Inner = burn::backend::Flex;
 
@@ -22,7 +24,10 @@ fn grad_values(model: &Toy<TB>, grads: &GradientsParams) -> Vec<(String, Vec<f32
     let mut ids = Vec::new();
     struct V(Vec<burn::module::ParamId>);
     impl burn::module::ModuleVisitor<TB> for V {
-        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<TB, D>>) {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<TB, D>>,
+        ) {
             self.0.push(p.id);
         }
     }
@@ -35,7 +40,10 @@ fn grad_values(model: &Toy<TB>, grads: &GradientsParams) -> Vec<(String, Vec<f32
             2 => grads.get::<Inner, 2>(id).map(|t| t.into_data()),
             _ => unreachable!(),
         };
-        ids.push((n.name.clone(), g.map(|d| d.to_vec::<f32>().unwrap()).unwrap_or_default()));
+        ids.push((
+            n.name.clone(),
+            g.map(|d| d.to_vec::<f32>().unwrap()).unwrap_or_default(),
+        ));
     }
     ids
 }
@@ -50,16 +58,32 @@ fn first_step_matches_closed_form_and_skips_decay_on_1d() {
     let grads = grads_of(&model, 1);
     let g = grad_values(&model, &grads);
     let (lr, wd, eps) = (0.01, 0.1, 1e-8);
-    let mut opt = AdamW::<Inner>::new(AdamWConfig { beta1: 0.9, beta2: 0.95, eps, weight_decay: wd, ..AdamWConfig::default() });
+    let mut opt = AdamW::<Inner>::new(AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps,
+        weight_decay: wd,
+        ..AdamWConfig::default()
+    });
     let model = opt.step(lr, model, grads);
     let after = flat_params::<TB, _>(&model);
     let shapes = named_params::<TB, _>(&model);
-    for (((name, p0), (_, p1)), ((_, g), np)) in before.iter().zip(&after).zip(g.iter().zip(&shapes)) {
-        let decay = if np.shape.len() >= 2 { 1.0 - lr * wd } else { 1.0 };
+    for (((name, p0), (_, p1)), ((_, g), np)) in
+        before.iter().zip(&after).zip(g.iter().zip(&shapes))
+    {
+        let decay = if np.shape.len() >= 2 {
+            1.0 - lr * wd
+        } else {
+            1.0
+        };
         for i in 0..p0.len() {
             let gi = g[i] as f64;
             let want = p0[i] as f64 * decay - lr * gi / (gi.abs() + eps);
-            assert!((p1[i] as f64 - want).abs() < 1e-6, "{name}[{i}]: {} vs {want}", p1[i]);
+            assert!(
+                (p1[i] as f64 - want).abs() < 1e-6,
+                "{name}[{i}]: {} vs {want}",
+                p1[i]
+            );
         }
     }
     assert_eq!(opt.state().len(), 5);
@@ -71,11 +95,28 @@ fn first_step_matches_closed_form_and_skips_decay_on_1d() {
 fn multi_step_matches_scalar_reference() {
     let device = Default::default();
     let mut model = Toy::<TB>::new(&device);
-    let cfg = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, ..AdamWConfig::default() };
+    let cfg = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        ..AdamWConfig::default()
+    };
     let mut opt = AdamW::<Inner>::new(cfg);
-    let mut reference: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
-        flat_params::<TB, _>(&model).into_iter().map(|(_, p)| (p.iter().map(|&x| x as f64).collect(), vec![0.0; p.len()], vec![0.0; p.len()])).collect();
-    let ndims: Vec<usize> = named_params::<TB, _>(&model).iter().map(|p| p.shape.len()).collect();
+    let mut reference: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = flat_params::<TB, _>(&model)
+        .into_iter()
+        .map(|(_, p)| {
+            (
+                p.iter().map(|&x| x as f64).collect(),
+                vec![0.0; p.len()],
+                vec![0.0; p.len()],
+            )
+        })
+        .collect();
+    let ndims: Vec<usize> = named_params::<TB, _>(&model)
+        .iter()
+        .map(|p| p.shape.len())
+        .collect();
     for t in 1..=4 {
         let lr = 0.01 * t as f64;
         let grads = grads_of(&model, 10 + t);
@@ -118,7 +159,10 @@ fn frozen_parameters_get_no_state() {
     assert_eq!(keys, ["fc2.bias", "fc2.weight", "norm"]);
     assert_eq!(before[0], after[0], "fc1.weight must not change");
     assert_ne!(before[2], after[2], "norm must change");
-    let trainable: Vec<bool> = named_params::<TB, _>(&model).iter().map(|p| p.trainable).collect();
+    let trainable: Vec<bool> = named_params::<TB, _>(&model)
+        .iter()
+        .map(|p| p.trainable)
+        .collect();
     assert_eq!(trainable, [false, false, true, true, true]);
 }
 
@@ -158,7 +202,9 @@ fn state_for_other_shapes_is_rejected() {
     let _ = opt.step(1e-2, model.clone(), grads_of(&model, 4));
     let mut state = opt.state().clone();
     state.get_mut("norm").unwrap().shape = vec![9];
-    let err = check_state_matches::<TB, _>(&state, &model).unwrap_err().to_string();
+    let err = check_state_matches::<TB, _>(&state, &model)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("norm") && err.contains("[9]"), "{err}");
 }
 
@@ -168,13 +214,20 @@ fn global_norm_clipping() {
     let device = Default::default();
     let model = Toy::<TB>::new(&device);
     let mut grads = grads_of(&model, 6);
-    let flat: Vec<f64> = grad_values(&model, &grads).into_iter().flat_map(|(_, g)| g).map(|x| x as f64).collect();
+    let flat: Vec<f64> = grad_values(&model, &grads)
+        .into_iter()
+        .flat_map(|(_, g)| g)
+        .map(|x| x as f64)
+        .collect();
     let want = flat.iter().map(|x| x * x).sum::<f64>().sqrt();
     let clip = want / 4.0;
     let norm = clip_global_norm::<TB, _>(&model, &mut grads, clip);
     assert!((norm - want).abs() < 1e-5 * want, "{norm} vs {want}");
     let after = global_grad_norm::<TB, _>(&model, &grads);
-    assert!((after - clip * want / (want + 1e-6)).abs() < 1e-5, "{after} vs {clip}");
+    assert!(
+        (after - clip * want / (want + 1e-6)).abs() < 1e-5,
+        "{after} vs {clip}"
+    );
     // below the threshold nothing changes
     let norm2 = clip_global_norm::<TB, _>(&model, &mut grads, 1e9);
     assert!((norm2 - after).abs() < 1e-9);
@@ -195,7 +248,10 @@ fn accumulated_gradients_equal_mean_of_micro_batches() {
     let (x1, y1) = batch::<TB>(7, 3, &device);
     let (x2, y2) = batch::<TB>(8, 3, &device);
     let loss = (model.loss(x1, y1) + model.loss(x2, y2)).div_scalar(2.0);
-    let direct = grad_values(&model, &GradientsParams::from_grads(loss.backward(), &model));
+    let direct = grad_values(
+        &model,
+        &GradientsParams::from_grads(loss.backward(), &model),
+    );
     for ((n, a), (_, b)) in accumulated.iter().zip(&direct) {
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() < 1e-6, "{n}: {x} vs {y}");
@@ -223,32 +279,64 @@ fn bf16_parameters_keep_an_f32_master_copy() {
     assert_eq!(model.norm.val().dtype(), DType::BF16);
     let start = flat_params::<TB, _>(&model);
     let (lr, steps) = (1e-4, 50);
-    let mut opt = AdamW::<Inner>::new(AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() });
+    let mut opt = AdamW::<Inner>::new(AdamWConfig {
+        weight_decay: 0.0,
+        ..AdamWConfig::default()
+    });
     for _ in 0..steps {
         // a constant gradient of ones: every Adam step is lr·1/(1 + eps)
         let mut grads = GradientsParams::new();
         let norm = &model.norm;
-        grads.register::<Inner, 1>(norm.id, Tensor::ones(norm.val().shape(), (&device, DType::BF16)));
+        grads.register::<Inner, 1>(
+            norm.id,
+            Tensor::ones(norm.val().shape(), (&device, DType::BF16)),
+        );
         model = opt.step(lr, model, grads);
     }
-    let master = opt.state()["norm"].master.clone().expect("bf16 parameter has a master copy");
+    let master = opt.state()["norm"]
+        .master
+        .clone()
+        .expect("bf16 parameter has a master copy");
     let master = master.into_data().to_vec::<f32>().unwrap();
-    let weights = model.norm.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let weights = model
+        .norm
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap();
     let norm0 = &start.iter().find(|(n, _)| n == "norm").unwrap().1;
     let mut moved = 0;
     for ((w0, m), w) in norm0.iter().zip(&master).zip(&weights) {
         let want = *w0 as f64 - steps as f64 * lr;
         assert!((*m as f64 - want).abs() < 1e-5, "master {m} vs {want}");
-        assert_eq!(*w, burn::tensor::bf16::from_f32(*m).to_f32(), "weight is the rounding of its master");
+        assert_eq!(
+            *w,
+            burn::tensor::bf16::from_f32(*m).to_f32(),
+            "weight is the rounding of its master"
+        );
         moved += usize::from(w != w0);
     }
-    assert!(moved >= norm0.len() / 2, "only {moved} of {} bf16 weights moved", norm0.len());
+    assert!(
+        moved >= norm0.len() / 2,
+        "only {moved} of {} bf16 weights moved",
+        norm0.len()
+    );
     assert!(opt.state()["norm"].exp_avg.dtype() == DType::F32);
 
     let bytes = optimizer_to_bytes(&opt).unwrap();
     let restored = optimizer_from_bytes::<Inner>(&bytes, "mem".as_ref(), &device).unwrap();
-    let back = restored["norm"].master.clone().unwrap().into_data().to_vec::<f32>().unwrap();
-    assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), master.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    let back = restored["norm"]
+        .master
+        .clone()
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(
+        back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        master.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
 }
 
 /// `state_dtype = BF16` stores the moments in bf16 (half the memory) while the update is computed
@@ -261,13 +349,19 @@ fn bf16_moments_are_stored_in_bf16_and_track_f32() {
     let _ = flat_params::<TB, _>(&a); // materialise the lazy init before cloning
     let mut b = a.clone();
     let mut f32_opt = AdamW::<Inner>::new(AdamWConfig::default());
-    let mut bf16_opt = AdamW::<Inner>::new(AdamWConfig { state_dtype: FloatDType::BF16, ..AdamWConfig::default() });
+    let mut bf16_opt = AdamW::<Inner>::new(AdamWConfig {
+        state_dtype: FloatDType::BF16,
+        ..AdamWConfig::default()
+    });
     for t in 0..5 {
         a = f32_opt.step(1e-2, a.clone(), grads_of(&a, 30 + t));
         b = bf16_opt.step(1e-2, b.clone(), grads_of(&b, 30 + t));
     }
     let st = &bf16_opt.state()["fc1.weight"];
-    assert_eq!((st.exp_avg.dtype(), st.exp_avg_sq.dtype()), (DType::BF16, DType::BF16));
+    assert_eq!(
+        (st.exp_avg.dtype(), st.exp_avg_sq.dtype()),
+        (DType::BF16, DType::BF16)
+    );
     assert_eq!(f32_opt.state()["fc1.weight"].exp_avg.dtype(), DType::F32);
     let (pa, pb) = (flat_params::<TB, _>(&a), flat_params::<TB, _>(&b));
     let mut differs = false;
@@ -280,6 +374,19 @@ fn bf16_moments_are_stored_in_bf16_and_track_f32() {
     assert!(differs, "bf16 moments changed nothing");
     let bytes = optimizer_to_bytes(&bf16_opt).unwrap();
     let restored = optimizer_from_bytes::<Inner>(&bytes, "mem".as_ref(), &device).unwrap();
-    let (m0, m1) = (st.exp_avg.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap(), restored["fc1.weight"].exp_avg.clone().into_data().to_vec::<f32>().unwrap());
+    let (m0, m1) = (
+        st.exp_avg
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap(),
+        restored["fc1.weight"]
+            .exp_avg
+            .clone()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+    );
     assert_eq!(m0, m1);
 }

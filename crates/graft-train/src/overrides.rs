@@ -13,28 +13,42 @@ pub fn apply_overrides(root: &mut toml::Table, specs: &[String]) -> Result<()> {
 }
 
 fn apply_one(root: &mut toml::Table, spec: &str) -> Result<()> {
-    let err = |message: &str| TrainError::Override { spec: spec.to_string(), message: message.to_string() };
-    let (key, raw) = spec.split_once('=').ok_or_else(|| err("expected KEY=VALUE, e.g. train.lr=2e-5"))?;
+    let err = |message: &str| TrainError::Override {
+        spec: spec.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| err("expected KEY=VALUE, e.g. train.lr=2e-5"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(err("the key has an empty component; use dotted names like train.lr"));
+        return Err(err(
+            "the key has an empty component; use dotted names like train.lr",
+        ));
     }
     let value = parse_value(raw.trim());
     let (last, parents) = parts.split_last().ok_or_else(|| err("empty key"))?;
     let mut table = root;
     for (i, part) in parents.iter().enumerate() {
-        let entry = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(t) => t,
             other => {
                 let path = parts[..=i].join(".");
-                return Err(err(&format!("`{path}` is a {}, not a table", other.type_str())));
+                return Err(err(&format!(
+                    "`{path}` is a {}, not a table",
+                    other.type_str()
+                )));
             }
         };
     }
     if let Some(old) = table.get(*last) {
         if old.is_table() && !value.is_table() {
-            return Err(err(&format!("`{key}` is a table; set one of its keys instead")));
+            return Err(err(&format!(
+                "`{key}` is a table; set one of its keys instead"
+            )));
         }
     }
     table.insert(last.to_string(), value);
@@ -60,7 +74,12 @@ mod tests {
     #[test]
     fn sets_typed_values_on_dotted_paths() {
         let mut t = table("[train]\nlr = 1e-5\n");
-        let specs = ["train.lr=2e-5", "train.betas=[0.9, 0.99]", "data.seq_len=512", "model.base=meta-llama/Llama-3.1-8B"];
+        let specs = [
+            "train.lr=2e-5",
+            "train.betas=[0.9, 0.99]",
+            "data.seq_len=512",
+            "model.base=meta-llama/Llama-3.1-8B",
+        ];
         apply_overrides(&mut t, &specs.map(String::from)).unwrap();
         assert_eq!(t["train"]["lr"].as_float(), Some(2e-5));
         assert_eq!(t["train"]["betas"].as_array().unwrap().len(), 2);
@@ -71,8 +90,15 @@ mod tests {
     #[test]
     fn malformed_specs_are_errors() {
         let mut t = table("name = \"x\"\n[train]\nlr = 1e-5\n");
-        for (spec, needle) in [("train.lr", "KEY=VALUE"), ("train..lr=1", "empty component"), ("name.x=1", "`name` is a string"), ("train=3", "is a table")] {
-            let e = apply_overrides(&mut t, &[spec.to_string()]).unwrap_err().to_string();
+        for (spec, needle) in [
+            ("train.lr", "KEY=VALUE"),
+            ("train..lr=1", "empty component"),
+            ("name.x=1", "`name` is a string"),
+            ("train=3", "is a table"),
+        ] {
+            let e = apply_overrides(&mut t, &[spec.to_string()])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle) && e.contains(spec), "{spec}: {e}");
         }
     }

@@ -100,7 +100,10 @@ impl<B: Backend> DataParallel<B> {
     pub fn mean_scalar(&self, value: f64) -> Result<f64> {
         // one element per peer: a ring all-reduce between nodes splits the tensor into one slice
         // per node and refuses anything shorter (burn-collective's RingReduceImpossible)
-        let t = Tensor::<B, 1>::from_floats(vec![value as f32; self.world.max(1)].as_slice(), &self.device);
+        let t = Tensor::<B, 1>::from_floats(
+            vec![value as f32; self.world.max(1)].as_slice(),
+            &self.device,
+        );
         let out = collective::all_reduce::<B>(
             self.peer,
             t.into_primitive().tensor(),

@@ -155,8 +155,15 @@ pub fn run_orchestrator(port: u16) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| TrainError::Config(format!("cannot start the orchestrator's async runtime: {e}")))?;
-    tracing::info!(port, "burn-collective global orchestrator listening on ws://0.0.0.0:{port}");
+        .map_err(|e| {
+            TrainError::Config(format!(
+                "cannot start the orchestrator's async runtime: {e}"
+            ))
+        })?;
+    tracing::info!(
+        port,
+        "burn-collective global orchestrator listening on ws://0.0.0.0:{port}"
+    );
     runtime.block_on(burn_collective::start_global_orchestrator(port));
     Ok(())
 }

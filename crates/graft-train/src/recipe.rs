@@ -227,20 +227,48 @@ pub struct EvalSection {
     pub tasks: Vec<PathBuf>,
 }
 
-fn one() -> usize { 1 }
-fn one_f() -> f64 { 1.0 }
-fn default_max_pos() -> usize { 8192 }
-fn default_norm_eps() -> f64 { 1e-5 }
-fn default_rope_theta() -> f64 { 500000.0 }
-fn default_min_lr_ratio() -> f64 { 0.1 }
-fn default_betas() -> [f64; 2] { [0.9, 0.95] }
-fn default_eps() -> f64 { 1e-8 }
-fn default_weight_decay() -> f64 { 0.1 }
-fn default_keep_last() -> usize { 3 }
-fn default_eval_batches() -> usize { 16 }
-fn default_log_every() -> u64 { 10 }
-fn default_max_nonfinite() -> u32 { 5 }
-fn default_state_dtype() -> String { "f32".into() }
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn default_max_pos() -> usize {
+    8192
+}
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_rope_theta() -> f64 {
+    500000.0
+}
+fn default_min_lr_ratio() -> f64 {
+    0.1
+}
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.95]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_keep_last() -> usize {
+    3
+}
+fn default_eval_batches() -> usize {
+    16
+}
+fn default_log_every() -> u64 {
+    10
+}
+fn default_max_nonfinite() -> u32 {
+    5
+}
+fn default_state_dtype() -> String {
+    "f32".into()
+}
 
 impl Recipe {
     /// Read, override (`key=value` specs), validate and resolve the recipe at `path`.
@@ -251,14 +279,18 @@ impl Recipe {
 
     /// Like [`Recipe::load`] with the text given; `path` locates relative paths and names errors.
     pub fn from_str_at(text: &str, path: &Path, overrides: &[String]) -> Result<Recipe> {
-        let err = |message: String| TrainError::Recipe { path: path.to_path_buf(), message };
+        let err = |message: String| TrainError::Recipe {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut recipe: Recipe = if overrides.is_empty() {
             toml::from_str(text).map_err(|e| err(e.to_string()))?
         } else {
             let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
             apply_overrides(&mut value, overrides)?;
             let merged = toml::to_string(&value).map_err(|e| err(e.to_string()))?;
-            toml::from_str(&merged).map_err(|e| err(format!("after --set {}: {e}", overrides.join(" "))))?
+            toml::from_str(&merged)
+                .map_err(|e| err(format!("after --set {}: {e}", overrides.join(" "))))?
         };
         recipe.validate().map_err(err)?;
         recipe.resolve_paths(path.parent().unwrap_or(Path::new(".")))?;
@@ -267,19 +299,24 @@ impl Recipe {
 
     /// The resolved recipe as TOML (for the run directory's copy).
     pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| TrainError::Config(format!("cannot serialise recipe: {e}")))
+        toml::to_string_pretty(self)
+            .map_err(|e| TrainError::Config(format!("cannot serialise recipe: {e}")))
     }
 
     /// Tokens consumed by one optimizer step.
     pub fn tokens_per_step(&self) -> u64 {
-        (self.train.micro_batch_size * self.train.grad_accum * self.data_parallel() * self.data.seq_len) as u64
+        (self.train.micro_batch_size
+            * self.train.grad_accum
+            * self.data_parallel()
+            * self.data.seq_len) as u64
     }
 
     /// Data-parallel replicas: the length of `train.devices` (what `graft train --devices` sets,
     /// else 1) times `train.nodes`. `train.grad_accum` is per replica, so the global batch is
     /// `micro_batch_size × grad_accum × replicas` sequences (torchtune's and torchtitan's convention).
     pub fn data_parallel(&self) -> usize {
-        self.train.devices.as_ref().map_or(1, |d| d.len().max(1)) * self.train.nodes.unwrap_or(1).max(1)
+        self.train.devices.as_ref().map_or(1, |d| d.len().max(1))
+            * self.train.nodes.unwrap_or(1).max(1)
     }
 
     /// Number of optimizer steps: `train.steps`, or `total_tokens` / tokens per step, rounded up.
@@ -297,26 +334,55 @@ impl Recipe {
     fn validate(&self) -> std::result::Result<(), String> {
         let t = &self.train;
         match (&self.model.base, &self.model.init) {
-            (None, None) => return Err("[model] needs `base` (a checkpoint) or a [model.init] table".into()),
-            (Some(_), Some(_)) => return Err("[model] has both `base` and [model.init]; keep one".into()),
+            (None, None) => {
+                return Err("[model] needs `base` (a checkpoint) or a [model.init] table".into())
+            }
+            (Some(_), Some(_)) => {
+                return Err("[model] has both `base` and [model.init]; keep one".into())
+            }
             _ => {}
         }
         match (t.steps, t.total_tokens) {
             (None, None) => return Err("[train] needs `steps` or `total_tokens`".into()),
-            (Some(_), Some(_)) => return Err("[train] has both `steps` and `total_tokens`; keep one".into()),
-            (Some(0), _) | (_, Some(0)) => return Err("train.steps / train.total_tokens must be > 0".into()),
+            (Some(_), Some(_)) => {
+                return Err("[train] has both `steps` and `total_tokens`; keep one".into())
+            }
+            (Some(0), _) | (_, Some(0)) => {
+                return Err("train.steps / train.total_tokens must be > 0".into())
+            }
             _ => {}
         }
         let checks: [(bool, &str); 9] = [
             (t.micro_batch_size > 0, "train.micro_batch_size must be > 0"),
-            (t.grad_accum > 0 && t.nodes != Some(0), "train.grad_accum and train.nodes must be > 0"),
-            (t.lr > 0.0 && t.lr.is_finite(), "train.lr must be a positive number"),
-            ((0.0..=1.0).contains(&t.min_lr_ratio), "train.min_lr_ratio must be in [0, 1]"),
-            (t.betas.iter().all(|b| (0.0..1.0).contains(b)), "train.betas must be in [0, 1)"),
+            (
+                t.grad_accum > 0 && t.nodes != Some(0),
+                "train.grad_accum and train.nodes must be > 0",
+            ),
+            (
+                t.lr > 0.0 && t.lr.is_finite(),
+                "train.lr must be a positive number",
+            ),
+            (
+                (0.0..=1.0).contains(&t.min_lr_ratio),
+                "train.min_lr_ratio must be in [0, 1]",
+            ),
+            (
+                t.betas.iter().all(|b| (0.0..1.0).contains(b)),
+                "train.betas must be in [0, 1)",
+            ),
             (t.eps > 0.0, "train.eps must be > 0"),
-            (t.weight_decay >= 0.0 && t.clip_norm >= 0.0, "train.weight_decay and train.clip_norm must be >= 0"),
-            (t.log_every > 0 && t.max_nonfinite_steps > 0, "train.log_every and train.max_nonfinite_steps must be > 0"),
-            (matches!(t.optimizer_state_dtype.as_str(), "f32" | "bf16"), "train.optimizer_state_dtype must be \"f32\" or \"bf16\""),
+            (
+                t.weight_decay >= 0.0 && t.clip_norm >= 0.0,
+                "train.weight_decay and train.clip_norm must be >= 0",
+            ),
+            (
+                t.log_every > 0 && t.max_nonfinite_steps > 0,
+                "train.log_every and train.max_nonfinite_steps must be > 0",
+            ),
+            (
+                matches!(t.optimizer_state_dtype.as_str(), "f32" | "bf16"),
+                "train.optimizer_state_dtype must be \"f32\" or \"bf16\"",
+            ),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());
@@ -329,7 +395,10 @@ impl Recipe {
         }
         if let Some(l) = &self.lora {
             if l.rank == 0 || !(0.0..1.0).contains(&l.dropout) || l.target_modules.is_empty() {
-                return Err("[lora] needs rank > 0, dropout in [0, 1) and at least one target module".into());
+                return Err(
+                    "[lora] needs rank > 0, dropout in [0, 1) and at least one target module"
+                        .into(),
+                );
             }
         }
         self.data.validate().map_err(|e| format!("[data]: {e}"))
@@ -342,7 +411,10 @@ impl Recipe {
                 *p = base.join(&*p);
             }
             if !p.exists() {
-                return Err(TrainError::MissingPath { key: key.to_string(), path: p.clone() });
+                return Err(TrainError::MissingPath {
+                    key: key.to_string(),
+                    path: p.clone(),
+                });
             }
             Ok(())
         };
@@ -354,7 +426,10 @@ impl Recipe {
                 resolve("model.base", &mut p)?;
                 *b = p.to_string_lossy().into_owned();
             } else if !is_hub_id(b) {
-                return Err(TrainError::MissingPath { key: "model.base".into(), path: as_path });
+                return Err(TrainError::MissingPath {
+                    key: "model.base".into(),
+                    path: as_path,
+                });
             }
         }
         if let Some(tok) = &mut self.model.tokenizer {
@@ -368,7 +443,10 @@ impl Recipe {
         self.data.resolve_paths(base);
         if let Some(tok) = &self.data.tokenizer {
             if !tok.exists() {
-                return Err(TrainError::MissingPath { key: "data.tokenizer".into(), path: tok.clone() });
+                return Err(TrainError::MissingPath {
+                    key: "data.tokenizer".into(),
+                    path: tok.clone(),
+                });
             }
         }
         Ok(())
@@ -377,7 +455,12 @@ impl Recipe {
 
 /// `owner/name` with Hub-legal characters.
 fn is_hub_id(s: &str) -> bool {
-    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     matches!(s.split_once('/'), Some((a, b)) if ok(a) && ok(b))
 }
 

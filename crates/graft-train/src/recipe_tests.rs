@@ -35,7 +35,10 @@ fn loads_with_defaults_and_resolves_paths() {
     let (dir, path) = setup(RECIPE);
     let r = Recipe::load(&path, &[]).unwrap();
     assert_eq!(r.name, "tiny");
-    assert_eq!(r.model.base.as_deref(), Some(dir.path().join("model").to_str().unwrap()));
+    assert_eq!(
+        r.model.base.as_deref(),
+        Some(dir.path().join("model").to_str().unwrap())
+    );
     assert_eq!(r.model.dtype, ModelDtype::F32);
     assert_eq!(r.train.betas, [0.9, 0.95]);
     assert_eq!(r.train.method, Method::Full);
@@ -48,21 +51,38 @@ fn loads_with_defaults_and_resolves_paths() {
 fn unknown_keys_are_named() {
     let (_d, path) = setup(&RECIPE.replace("warmup_steps = 2", "warmup_stpes = 2"));
     let e = Recipe::load(&path, &[]).unwrap_err().to_string();
-    assert!(e.contains("warmup_stpes") && e.contains("recipe.toml"), "{e}");
+    assert!(
+        e.contains("warmup_stpes") && e.contains("recipe.toml"),
+        "{e}"
+    );
     let (_d, path) = setup(RECIPE);
-    let e = Recipe::load(&path, &["train.learning_rate=1".into()]).unwrap_err().to_string();
+    let e = Recipe::load(&path, &["train.learning_rate=1".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("learning_rate"), "{e}");
 }
 
 #[test]
 fn overrides_apply_before_validation() {
     let (_d, path) = setup(RECIPE);
-    let r = Recipe::load(&path, &["train.lr=2e-5".into(), "data.seq_len=512".into(), "train.method=\"full\"".into()]).unwrap();
+    let r = Recipe::load(
+        &path,
+        &[
+            "train.lr=2e-5".into(),
+            "data.seq_len=512".into(),
+            "train.method=\"full\"".into(),
+        ],
+    )
+    .unwrap();
     assert_eq!(r.train.lr, 2e-5);
     assert_eq!(r.data.seq_len, 512);
-    let e = Recipe::load(&path, &["train.lr=fast".into()]).unwrap_err().to_string();
+    let e = Recipe::load(&path, &["train.lr=fast".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lr") && e.contains("fast"), "{e}");
-    let e = Recipe::load(&path, &["train.lr=-1".into()]).unwrap_err().to_string();
+    let e = Recipe::load(&path, &["train.lr=-1".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("train.lr must be a positive number"), "{e}");
 }
 
@@ -72,8 +92,13 @@ fn missing_files_name_the_key() {
     let e = Recipe::load(&path, &[]).unwrap_err().to_string();
     assert!(e.contains("model.base") && e.contains("nope"), "{e}");
     let (_d, path) = setup(RECIPE);
-    let e = Recipe::load(&path, &["model.tokenizer=tok/tokenizer.json".into()]).unwrap_err().to_string();
-    assert!(e.contains("model.tokenizer") && e.contains("tokenizer.json"), "{e}");
+    let e = Recipe::load(&path, &["model.tokenizer=tok/tokenizer.json".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.tokenizer") && e.contains("tokenizer.json"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -86,9 +111,13 @@ fn hub_ids_are_kept() {
 #[test]
 fn invalid_combinations_are_rejected() {
     let (_d, path) = setup(RECIPE);
-    let e = Recipe::load(&path, &["train.total_tokens=1000".into()]).unwrap_err().to_string();
+    let e = Recipe::load(&path, &["train.total_tokens=1000".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("both `steps` and `total_tokens`"), "{e}");
-    let e = Recipe::load(&path, &["train.method=lora".into()]).unwrap_err().to_string();
+    let e = Recipe::load(&path, &["train.method=lora".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[lora]"), "{e}");
     let init = RECIPE.replace("base = \"model\"", "")
         + "[model.init]\nhidden_size = 64\nintermediate_size = 176\nnum_hidden_layers = 2\nnum_attention_heads = 4\nnum_key_value_heads = 2\nvocab_size = 384\n";
@@ -101,7 +130,11 @@ fn invalid_combinations_are_rejected() {
 #[test]
 fn resolved_recipe_round_trips() {
     let (_d, path) = setup(RECIPE);
-    let r = Recipe::load(&path, &["train.total_tokens=1000".into(), "train.steps=6".into()]).unwrap_err();
+    let r = Recipe::load(
+        &path,
+        &["train.total_tokens=1000".into(), "train.steps=6".into()],
+    )
+    .unwrap_err();
     assert!(r.to_string().contains("total_tokens"));
     let r = Recipe::load(&path, &[]).unwrap();
     let text = r.to_toml().unwrap();

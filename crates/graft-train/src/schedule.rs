@@ -37,7 +37,10 @@ mod tests {
     use super::*;
 
     fn golden() -> serde_json::Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/golden/tiny-llama3/train.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/golden/tiny-llama3/train.json"
+        );
         let text = std::fs::read_to_string(path).expect("golden train.json is part of the repo");
         serde_json::from_str(&text).expect("golden train.json parses")
     }
@@ -57,13 +60,21 @@ mod tests {
         for (i, entry) in log.iter().enumerate() {
             let want = entry["lr"].as_f64().unwrap();
             let got = sched.lr(i as u64);
-            assert!((got - want).abs() <= 1e-12 * want.max(1.0), "update {i}: lr {got} != {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.max(1.0),
+                "update {i}: lr {got} != {want}"
+            );
         }
     }
 
     #[test]
     fn warmup_is_linear_and_decay_ends_at_min() {
-        let s = WarmupCosine { peak: 1.0, min_lr_ratio: 0.1, warmup_steps: 4, total_steps: 104 };
+        let s = WarmupCosine {
+            peak: 1.0,
+            min_lr_ratio: 0.1,
+            warmup_steps: 4,
+            total_steps: 104,
+        };
         assert_eq!(s.lr(0), 0.25);
         assert_eq!(s.lr(3), 1.0);
         assert_eq!(s.lr(4), 1.0);

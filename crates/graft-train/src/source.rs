@@ -51,7 +51,10 @@ impl VecSource {
 
 impl BatchSource for VecSource {
     fn next_batch(&mut self) -> Result<TokenBatch> {
-        let b = self.batches.get(self.next).cloned().ok_or_else(|| TrainError::Data(format!("ran out of batches after {}", self.next)))?;
+        let b =
+            self.batches.get(self.next).cloned().ok_or_else(|| {
+                TrainError::Data(format!("ran out of batches after {}", self.next))
+            })?;
         self.next += 1;
         Ok(b)
     }
@@ -61,7 +64,9 @@ impl BatchSource for VecSource {
     }
 
     fn restore(&mut self, cursor: &serde_json::Value) -> Result<()> {
-        let next = cursor["next"].as_u64().ok_or_else(|| TrainError::Data(format!("bad cursor {cursor}")))?;
+        let next = cursor["next"]
+            .as_u64()
+            .ok_or_else(|| TrainError::Data(format!("bad cursor {cursor}")))?;
         self.next = next as usize;
         Ok(())
     }
@@ -70,24 +75,38 @@ impl BatchSource for VecSource {
 impl BatchSource for graft_data::TrainStream {
     fn next_batch(&mut self) -> Result<TokenBatch> {
         let b = graft_data::TrainStream::next_batch(self);
-        Ok(TokenBatch { tokens: b.tokens.iter().map(|&t| t as i64).collect(), batch_size: b.batch_size, seq_len: b.seq_len })
+        Ok(TokenBatch {
+            tokens: b.tokens.iter().map(|&t| t as i64).collect(),
+            batch_size: b.batch_size,
+            seq_len: b.seq_len,
+        })
     }
 
     fn cursor(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(graft_data::TrainStream::cursor(self)).map_err(|e| TrainError::Data(e.to_string()))
+        serde_json::to_value(graft_data::TrainStream::cursor(self))
+            .map_err(|e| TrainError::Data(e.to_string()))
     }
 
     fn restore(&mut self, cursor: &serde_json::Value) -> Result<()> {
-        let c: graft_data::Cursor = serde_json::from_value(cursor.clone())
-            .map_err(|e| TrainError::Data(format!("checkpoint data cursor does not match this data pipeline: {e}")))?;
+        let c: graft_data::Cursor = serde_json::from_value(cursor.clone()).map_err(|e| {
+            TrainError::Data(format!(
+                "checkpoint data cursor does not match this data pipeline: {e}"
+            ))
+        })?;
         graft_data::TrainStream::restore(self, &c).map_err(|e| TrainError::Data(e.to_string()))
     }
 
     fn tokens_per_source(&self) -> BTreeMap<String, u64> {
-        self.stats().into_iter().map(|s| (s.name, s.tokens)).collect()
+        self.stats()
+            .into_iter()
+            .map(|s| (s.name, s.tokens))
+            .collect()
     }
 
     fn epochs_per_source(&self) -> BTreeMap<String, f64> {
-        self.stats().into_iter().map(|s| (s.name, s.epochs)).collect()
+        self.stats()
+            .into_iter()
+            .map(|s| (s.name, s.epochs))
+            .collect()
     }
 }

@@ -52,12 +52,18 @@ impl RngState {
     /// Capture the state of `rng`.
     pub fn capture(rng: &ChaCha8Rng) -> Self {
         let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-        Self { seed, stream: rng.get_stream(), word_pos: rng.get_word_pos().to_string() }
+        Self {
+            seed,
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
     }
 
     /// Rebuild the RNG exactly as captured.
     pub fn restore(&self) -> Result<ChaCha8Rng> {
-        let bad = |what: &str| TrainError::Config(format!("training_state.json: rng.{what} is malformed"));
+        let bad = |what: &str| {
+            TrainError::Config(format!("training_state.json: rng.{what} is malformed"))
+        };
         if self.seed.len() != 64 {
             return Err(bad("seed"));
         }
@@ -86,7 +92,10 @@ mod tests {
         }
         let saved = RngState::capture(&rng);
         let json = serde_json::to_string(&saved).unwrap();
-        let mut back = serde_json::from_str::<RngState>(&json).unwrap().restore().unwrap();
+        let mut back = serde_json::from_str::<RngState>(&json)
+            .unwrap()
+            .restore()
+            .unwrap();
         for _ in 0..100 {
             assert_eq!(rng.next_u64(), back.next_u64());
         }
@@ -94,7 +103,11 @@ mod tests {
 
     #[test]
     fn malformed_seed_is_an_error() {
-        let bad = RngState { seed: "zz".into(), stream: 0, word_pos: "0".into() };
+        let bad = RngState {
+            seed: "zz".into(),
+            stream: 0,
+            word_pos: "0".into(),
+        };
         assert!(bad.restore().is_err());
     }
 }

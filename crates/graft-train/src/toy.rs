@@ -41,9 +41,13 @@ impl<B: Backend> Toy<B> {
 
 /// A deterministic batch `(x [n,4], y [n,2])` derived from `seed`.
 pub fn batch<B: Backend>(seed: u64, n: usize, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
     };
     let x: Vec<f32> = (0..n * 4).map(|_| next()).collect();
@@ -66,7 +70,12 @@ pub fn flat_params<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, Vec<f32>)> {
             self.0.pop();
         }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
-            let v = p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            let v = p
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap();
             self.1.push((self.0.join("."), v));
         }
     }

@@ -17,13 +17,13 @@ use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::error::{Result, TrainError};
 use crate::logging::ScalarLogger;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::periodic_eval::Evaluator;
-use crate::parallel::GradSync;
 use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
+use crate::parallel::GradSync;
+use crate::periodic_eval::Evaluator;
 use crate::recipe::{ModelDtype, Recipe};
 use crate::schedule::WarmupCosine;
 use crate::source::{BatchSource, TokenBatch};
-use crate::state::{RngState, STATE_VERSION, TrainingState};
+use crate::state::{RngState, TrainingState, STATE_VERSION};
 
 /// Loop settings, usually taken from a [`Recipe`].
 #[derive(Debug, Clone)]
@@ -63,7 +63,12 @@ impl TrainConfig {
             steps,
             grad_accum: t.grad_accum,
             micro_batch: [t.micro_batch_size, recipe.data.seq_len],
-            schedule: WarmupCosine { peak: t.lr, min_lr_ratio: t.min_lr_ratio, warmup_steps: t.warmup_steps, total_steps: steps },
+            schedule: WarmupCosine {
+                peak: t.lr,
+                min_lr_ratio: t.min_lr_ratio,
+                warmup_steps: t.warmup_steps,
+                total_steps: steps,
+            },
             adamw: AdamWConfig {
                 beta1: t.betas[0],
                 beta2: t.betas[1],
@@ -127,7 +132,12 @@ pub struct Trainer<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// A trainer for `model` (described by `model_config`, used when saving checkpoints).
-    pub fn new(model: Llama<B>, model_config: ModelConfig, config: TrainConfig, device: B::Device) -> Self {
+    pub fn new(
+        model: Llama<B>,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        device: B::Device,
+    ) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let state = TrainingState {
             version: STATE_VERSION,
@@ -141,7 +151,20 @@ impl<B: AutodiffBackend> Trainer<B> {
             rng: RngState::capture(&rng),
         };
         let optim = AdamW::new(config.adamw);
-        Self { config, model: Some(model), model_config, tokenizer_dir: None, optim, state, rng, checkpoints: None, logger: None, device, evaluator: None, grad_sync: None }
+        Self {
+            config,
+            model: Some(model),
+            model_config,
+            tokenizer_dir: None,
+            optim,
+            state,
+            rng,
+            checkpoints: None,
+            logger: None,
+            device,
+            evaluator: None,
+            grad_sync: None,
+        }
     }
 
     /// Save checkpoints under `<run_dir>/checkpoints`.
@@ -165,7 +188,11 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Evaluate every `every` steps (0: only at the end) and at the last step; the scalars are
     /// logged like training scalars (see [`crate::periodic_eval`]).
-    pub fn with_evaluator(mut self, every: u64, evaluator: Box<dyn Evaluator<B::InnerBackend>>) -> Self {
+    pub fn with_evaluator(
+        mut self,
+        every: u64,
+        evaluator: Box<dyn Evaluator<B::InnerBackend>>,
+    ) -> Self {
         self.evaluator = Some((every, evaluator));
         self
     }
@@ -205,7 +232,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             let report = self.train_step(data)?;
             // data-parallel peers hold the same (averaged) scalars: only rank 0 logs and saves
             let primary = self.grad_sync.as_ref().is_none_or(|s| s.rank() == 0);
-            if primary && (report.step % self.config.log_every == 0 || report.step == self.config.steps) {
+            if primary
+                && (report.step % self.config.log_every == 0 || report.step == self.config.steps)
+            {
                 self.log(&report, data, &mut last_log)?;
             }
             self.maybe_evaluate(report.step)?;

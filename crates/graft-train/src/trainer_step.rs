@@ -13,13 +13,18 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// uninterrupted one.
     pub fn train_step(&mut self, data: &mut dyn BatchSource) -> Result<StepReport> {
         let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
-        B::seed(&self.device, step_seed(self.config.seed, self.state.step, rank));
+        B::seed(
+            &self.device,
+            step_seed(self.config.seed, self.state.step, rank),
+        );
         let lr = self.config.schedule.lr(self.state.lr_step);
         let model = self.model.take().expect("model is present between steps");
-        let synced = self.accumulate(&model, data).and_then(|(loss, grads)| match self.grad_sync.as_mut() {
-            Some(sync) => sync.sync(&model, loss, grads),
-            None => Ok((loss, grads)),
-        });
+        let synced =
+            self.accumulate(&model, data)
+                .and_then(|(loss, grads)| match self.grad_sync.as_mut() {
+                    Some(sync) => sync.sync(&model, loss, grads),
+                    None => Ok((loss, grads)),
+                });
         let (loss, mut grads) = match synced {
             Ok(v) => v,
             Err(e) => {
@@ -39,19 +44,37 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.model = Some(model);
             self.state.consecutive_nonfinite += 1;
             self.state.total_nonfinite += 1;
-            tracing::warn!(step = self.state.step, loss, grad_norm, "non-finite step skipped");
+            tracing::warn!(
+                step = self.state.step,
+                loss,
+                grad_norm,
+                "non-finite step skipped"
+            );
             if self.state.consecutive_nonfinite >= self.config.max_nonfinite_steps {
-                return Err(TrainError::NonFinite { count: self.state.consecutive_nonfinite, step: self.state.step });
+                return Err(TrainError::NonFinite {
+                    count: self.state.consecutive_nonfinite,
+                    step: self.state.step,
+                });
             }
         } else {
             self.state.consecutive_nonfinite = 0;
             self.model = Some(self.optim.step(lr, model, grads));
         }
-        Ok(StepReport { step: self.state.step, lr, loss, grad_norm, skipped })
+        Ok(StepReport {
+            step: self.state.step,
+            lr,
+            loss,
+            grad_norm,
+            skipped,
+        })
     }
 
     /// Forward/backward of every micro-batch; returns Σ loss/grad_accum and the summed gradients.
-    fn accumulate(&mut self, model: &Llama<B>, data: &mut dyn BatchSource) -> Result<(f64, GradientsParams)> {
+    fn accumulate(
+        &mut self,
+        model: &Llama<B>,
+        data: &mut dyn BatchSource,
+    ) -> Result<(f64, GradientsParams)> {
         let accum = self.config.grad_accum;
         // every data-parallel peer takes a micro-batch of the same shape: count them all
         let peers = self.grad_sync.as_ref().map_or(1, |s| s.world_size()) as u64;
@@ -62,7 +85,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             let tokens = self.tokens(batch)?;
             self.state.tokens_seen += tokens.shape().num_elements() as u64 * peers;
             let logits = model.forward(tokens.clone());
-            let loss = graft_llama::causal_lm_loss(logits, tokens, graft_llama::IGNORE_INDEX).div_scalar(accum as f64);
+            let loss = graft_llama::causal_lm_loss(logits, tokens, graft_llama::IGNORE_INDEX)
+                .div_scalar(accum as f64);
             loss_sum += scalar(loss.clone().inner());
             acc.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
         }
@@ -73,23 +97,53 @@ impl<B: AutodiffBackend> Trainer<B> {
     fn tokens(&self, batch: TokenBatch) -> Result<Tensor<B, 2, Int>> {
         let shape = [batch.batch_size, batch.seq_len];
         if shape != self.config.micro_batch || batch.tokens.len() != shape[0] * shape[1] {
-            return Err(TrainError::Shape { what: "micro-batch".into(), expected: self.config.micro_batch.to_vec(), actual: vec![batch.batch_size, batch.seq_len, batch.tokens.len()] });
+            return Err(TrainError::Shape {
+                what: "micro-batch".into(),
+                expected: self.config.micro_batch.to_vec(),
+                actual: vec![batch.batch_size, batch.seq_len, batch.tokens.len()],
+            });
         }
-        Ok(Tensor::from_data(TensorData::new(batch.tokens, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(batch.tokens, shape),
+            &self.device,
+        ))
     }
 
     /// Log the step's scalars and the token throughput since the last log.
-    pub(super) fn log(&mut self, r: &StepReport, data: &dyn BatchSource, last: &mut (Instant, u64)) -> Result<()> {
+    pub(super) fn log(
+        &mut self,
+        r: &StepReport,
+        data: &dyn BatchSource,
+        last: &mut (Instant, u64),
+    ) -> Result<()> {
         let elapsed = last.0.elapsed().as_secs_f64().max(1e-9);
         let tokens_per_s = (self.state.tokens_seen - last.1) as f64 / elapsed;
         *last = (Instant::now(), self.state.tokens_seen);
-        tracing::info!(step = r.step, loss = r.loss, lr = r.lr, grad_norm = r.grad_norm, tokens_per_s, "train");
-        let Some(logger) = self.logger.as_mut() else { return Ok(()) };
-        for (tag, v) in [("train/loss", r.loss), ("train/lr", r.lr), ("train/grad_norm", r.grad_norm), ("train/tokens_per_s", tokens_per_s)] {
+        tracing::info!(
+            step = r.step,
+            loss = r.loss,
+            lr = r.lr,
+            grad_norm = r.grad_norm,
+            tokens_per_s,
+            "train"
+        );
+        let Some(logger) = self.logger.as_mut() else {
+            return Ok(());
+        };
+        for (tag, v) in [
+            ("train/loss", r.loss),
+            ("train/lr", r.lr),
+            ("train/grad_norm", r.grad_norm),
+            ("train/tokens_per_s", tokens_per_s),
+        ] {
             logger.scalar(tag, v, r.step)?;
         }
         for (source, tokens) in data.tokens_per_source() {
-            logger.scalar(&format!("train/tokens_seen/{source}"), tokens as f64, r.step)?;
+            logger.scalar(
+                &format!("train/tokens_seen/{source}"),
+                tokens as f64,
+                r.step,
+            )?;
         }
         for (source, epochs) in data.epochs_per_source() {
             logger.scalar(&format!("train/epochs/{source}"), epochs, r.step)?;
@@ -100,16 +154,24 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Run the evaluator if one is set and `step` is an evaluation step; log what it returns.
     pub(super) fn maybe_evaluate(&mut self, step: u64) -> Result<()> {
         let last = step == self.config.steps;
-        let Some((every, evaluator)) = self.evaluator.as_mut() else { return Ok(()) };
+        let Some((every, evaluator)) = self.evaluator.as_mut() else {
+            return Ok(());
+        };
         if !(last || (*every > 0 && step.is_multiple_of(*every))) {
             return Ok(());
         }
-        let model = self.model.as_ref().expect("model is present between steps").valid();
+        let model = self
+            .model
+            .as_ref()
+            .expect("model is present between steps")
+            .valid();
         let scalars = evaluator.evaluate(&model)?;
         for (tag, value) in &scalars {
             tracing::info!(step, value, "{tag}");
         }
-        let Some(logger) = self.logger.as_mut() else { return Ok(()) };
+        let Some(logger) = self.logger.as_mut() else {
+            return Ok(());
+        };
         for (tag, value) in &scalars {
             logger.scalar(tag, *value, step)?;
         }
@@ -118,39 +180,74 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Write a checkpoint of the current step (model as an HF directory, optimizer, state).
     pub fn save_checkpoint(&mut self, data: &dyn BatchSource) -> Result<Checkpoint> {
-        let dir = self.checkpoints.clone().ok_or_else(|| TrainError::Config("no run directory set: call with_run_dir".into()))?;
+        let dir = self
+            .checkpoints
+            .clone()
+            .ok_or_else(|| TrainError::Config("no run directory set: call with_run_dir".into()))?;
         self.state.data_cursor = data.cursor()?;
         self.state.tokens_per_source = data.tokens_per_source();
         self.state.rng = RngState::capture(&self.rng);
         let optim = optimizer_to_bytes(&self.optim)?;
-        let files = HfDirFiles { config: self.model_config.clone(), generation_config: None, tokenizer_dir: self.tokenizer_dir.clone() };
-        let options = ExportOptions { dtype: self.config.checkpoint_dtype, force: true, ..Default::default() };
+        let files = HfDirFiles {
+            config: self.model_config.clone(),
+            generation_config: None,
+            tokenizer_dir: self.tokenizer_dir.clone(),
+        };
+        let options = ExportOptions {
+            dtype: self.config.checkpoint_dtype,
+            force: true,
+            ..Default::default()
+        };
         let model = self.model();
         let write_model = |out: &Path| -> Result<()> {
             if graft_llama::lora::has_adapters(model) {
                 // LoRA: the checkpoint holds the adapter only (see crate::lora).
                 return crate::lora::write_adapter_checkpoint(model, out, &files, &options);
             }
-            graft_llama::export::write_hf_dir(out, &files, &mut ModelSource::new(model), &options, &mut |_, _| {})
-                .map(|_| ())
-                .map_err(|e| TrainError::Model(format!("writing checkpoint weights: {e}")))
+            graft_llama::export::write_hf_dir(
+                out,
+                &files,
+                &mut ModelSource::new(model),
+                &options,
+                &mut |_, _| {},
+            )
+            .map(|_| ())
+            .map_err(|e| TrainError::Model(format!("writing checkpoint weights: {e}")))
         };
-        dir.save(self.state.step, write_model, &optim, &self.state, self.config.keep_last)
+        dir.save(
+            self.state.step,
+            write_model,
+            &optim,
+            &self.state,
+            self.config.keep_last,
+        )
     }
 
     /// Continue from the newest checkpoint in the run directory, if any: weights, optimizer
     /// moments, step/tokens/counters, RNG and the data stream's position. Returns its step.
     pub fn resume(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
-        let Some(dir) = self.checkpoints.clone() else { return Ok(None) };
-        let Some(ckpt) = dir.latest()? else { return Ok(None) };
+        let Some(dir) = self.checkpoints.clone() else {
+            return Ok(None);
+        };
+        let Some(ckpt) = dir.latest()? else {
+            return Ok(None);
+        };
         let state = ckpt.read_state()?;
         if state.version != STATE_VERSION {
-            return Err(TrainError::Checkpoint { path: ckpt.path.clone(), message: format!("training state version {} is not supported (expected {STATE_VERSION})", state.version) });
+            return Err(TrainError::Checkpoint {
+                path: ckpt.path.clone(),
+                message: format!(
+                    "training state version {} is not supported (expected {STATE_VERSION})",
+                    state.version
+                ),
+            });
         }
         let mut model = self.model.take().expect("model is present between steps");
         let loaded = crate::lora::load_checkpoint_model(&mut model, &ckpt.path);
         self.model = Some(model);
-        loaded.map_err(|e| TrainError::Model(format!("loading checkpoint {}: {e}", ckpt.path.display())))?;
+        loaded.map_err(|e| {
+            TrainError::Model(format!("loading checkpoint {}: {e}", ckpt.path.display()))
+        })?;
         let path = ckpt.optimizer_path();
         let bytes = std::fs::read(&path).map_err(|e| TrainError::io("reading", &path, e))?;
         let optim = optimizer_from_bytes::<B::InnerBackend>(&bytes, &path, &self.device)?;
@@ -178,5 +275,10 @@ pub(crate) fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
 
 /// The value of a one-element tensor as f64.
 fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f64>().to_vec::<f64>().ok().and_then(|v| v.first().copied()).unwrap_or(f64::NAN)
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
 }

@@ -81,7 +81,9 @@ struct ThreeSteps;
 
 impl TrainJob<Flex> for ThreeSteps {
     type Output = (Named, TypeId);
-    fn run<AB: AutodiffBackend<InnerBackend = Flex, Device = burn::tensor::Device<Flex>>>(self) -> Self::Output {
+    fn run<AB: AutodiffBackend<InnerBackend = Flex, Device = burn::tensor::Device<Flex>>>(
+        self,
+    ) -> Self::Output {
         let device = Default::default();
         let (model, config) =
             graft_llama::load::<AB>(fixtures().join("tiny-llama3"), &device).unwrap();

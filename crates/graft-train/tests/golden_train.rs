@@ -17,7 +17,12 @@ use graft_train::{Trainer, VecSource};
 use safetensors::SafeTensors;
 
 /// Elements (by normalised param name) updated at some step with sqrt(v̂) < 1e-7 and m ≠ 0.
-fn noise_dominated(trainer: &Trainer<B>, t: i32, beta2: f64, out: &mut BTreeMap<String, BTreeSet<usize>>) {
+fn noise_dominated(
+    trainer: &Trainer<B>,
+    t: i32,
+    beta2: f64,
+    out: &mut BTreeMap<String, BTreeSet<usize>>,
+) {
     for (name, st) in trainer.optimizer().state() {
         let m = st.exp_avg.to_data().to_vec::<f32>().unwrap();
         let v = st.exp_avg_sq.to_data().to_vec::<f32>().unwrap();
@@ -55,30 +60,59 @@ fn six_steps_match_pytorch() {
     let log = golden["log"].as_array().unwrap();
     assert_eq!(reports.len(), log.len());
     for (r, g) in reports.iter().zip(log) {
-        let (lr, loss, norm) = (g["lr"].as_f64().unwrap(), g["loss"].as_f64().unwrap(), g["grad_norm"].as_f64().unwrap());
+        let (lr, loss, norm) = (
+            g["lr"].as_f64().unwrap(),
+            g["loss"].as_f64().unwrap(),
+            g["grad_norm"].as_f64().unwrap(),
+        );
         assert_eq!(r.step, g["step"].as_u64().unwrap());
         assert!(!r.skipped);
-        assert!((r.lr - lr).abs() < 1e-12, "step {}: lr {} vs {lr}", r.step, r.lr);
-        assert!((r.loss - loss).abs() < 1e-4, "step {}: loss {} vs {loss}", r.step, r.loss);
-        assert!((r.grad_norm - norm).abs() < 1e-4 * norm, "step {}: grad norm {} vs {norm}", r.step, r.grad_norm);
+        assert!(
+            (r.lr - lr).abs() < 1e-12,
+            "step {}: lr {} vs {lr}",
+            r.step,
+            r.lr
+        );
+        assert!(
+            (r.loss - loss).abs() < 1e-4,
+            "step {}: loss {} vs {loss}",
+            r.step,
+            r.loss
+        );
+        assert!(
+            (r.grad_norm - norm).abs() < 1e-4 * norm,
+            "step {}: grad norm {} vs {norm}",
+            r.step,
+            r.grad_norm
+        );
     }
 
-    let bytes = std::fs::read(fixtures().join("golden/tiny-llama3/train_final.safetensors")).unwrap();
+    let bytes =
+        std::fs::read(fixtures().join("golden/tiny-llama3/train_final.safetensors")).unwrap();
     let want = SafeTensors::deserialize(&bytes).unwrap();
     let got = params(trainer.model());
     assert_eq!(got.len(), want.len());
     let lr_sum: f64 = reports.iter().map(|r| r.lr).sum();
     let (mut total, mut exempt, mut worst) = (0usize, 0usize, (0.0f32, String::new()));
     for (name, values) in &got {
-        let view = want.tensor(name).unwrap_or_else(|_| panic!("{name} missing from train_final"));
-        let w: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let view = want
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("{name} missing from train_final"));
+        let w: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(w.len(), values.len(), "{name}");
         let noisy_here = noisy.get(&norm_name(name));
         for (i, (a, b)) in values.iter().zip(&w).enumerate() {
             let diff = (a - b).abs();
             if noisy_here.is_some_and(|s| s.contains(&i)) {
                 exempt += 1;
-                assert!((diff as f64) <= 2.0 * lr_sum, "{name}[{i}]: {diff} beyond any Adam movement");
+                assert!(
+                    (diff as f64) <= 2.0 * lr_sum,
+                    "{name}[{i}]: {diff} beyond any Adam movement"
+                );
             } else if diff > worst.0 {
                 worst = (diff, format!("{name}[{i}]"));
             }
@@ -86,7 +120,13 @@ fn six_steps_match_pytorch() {
         total += w.len();
     }
     assert!(worst.0 <= 1e-5, "max abs diff {} at {}", worst.0, worst.1);
-    assert!(exempt * 10_000 <= total, "{exempt} of {total} elements are noise-dominated");
+    assert!(
+        exempt * 10_000 <= total,
+        "{exempt} of {total} elements are noise-dominated"
+    );
     // the parameters did move: the comparison is not trivially against the initial weights
-    assert!(init.iter().zip(&got).all(|((_, a), (_, b))| a != b), "every tensor must change");
+    assert!(
+        init.iter().zip(&got).all(|((_, a), (_, b))| a != b),
+        "every tensor must change"
+    );
 }

@@ -7,7 +7,10 @@ use std::process::Command;
 
 fn main() {
     // cargo passes `--bench` to bench targets; the graft CLI does not take it.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let status = Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(["bench", "model"])
         .args(&args)

@@ -10,7 +10,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "graft", version, about = "Domain-adaptive continual pre-training of Llama-3 (Instruction Pre-Training) on Burn")]
+#[command(
+    name = "graft",
+    version,
+    about = "Domain-adaptive continual pre-training of Llama-3 (Instruction Pre-Training) on Burn"
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -23,7 +23,11 @@ impl Drop for Killed {
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -49,7 +53,10 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the orchestrator did not start listening");
+        assert!(
+            Instant::now() < deadline,
+            "the orchestrator did not start listening"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -58,16 +65,29 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     let mut nodes: Vec<(Killed, std::path::PathBuf, std::path::PathBuf)> = (0..2)
         .map(|rank| {
             let address = format!("ws://127.0.0.1:{}", free_port());
-            let (out, err) = (dir.path().join(format!("node{rank}.out")), dir.path().join(format!("node{rank}.err")));
+            let (out, err) = (
+                dir.path().join(format!("node{rank}.out")),
+                dir.path().join(format!("node{rank}.err")),
+            );
             let rank = rank.to_string();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
-            cmd.args(["train", recipe.to_str().unwrap(), "--out", nodes_run.to_str().unwrap()])
-                .args(steps)
-                .args(["--nodes", "2", "--node-rank", &rank])
-                .args(["--orchestrator", &orchestrator_url, "--node-address", &address])
-                .env("RUST_LOG", "info")
-                .stdout(std::fs::File::create(&out).unwrap())
-                .stderr(std::fs::File::create(&err).unwrap());
+            cmd.args([
+                "train",
+                recipe.to_str().unwrap(),
+                "--out",
+                nodes_run.to_str().unwrap(),
+            ])
+            .args(steps)
+            .args(["--nodes", "2", "--node-rank", &rank])
+            .args([
+                "--orchestrator",
+                &orchestrator_url,
+                "--node-address",
+                &address,
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
             (Killed(cmd.spawn().unwrap()), out, err)
         })
         .collect();
@@ -80,7 +100,10 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
                 status[i] = child.0.try_wait().unwrap();
             }
         }
-        assert!(Instant::now() < deadline, "the nodes did not finish in 300 s: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not finish in 300 s: {status:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let outputs: Vec<(bool, String, String)> = nodes
@@ -93,10 +116,21 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
         .collect();
     drop(orchestrator);
     for (rank, (ok, stdout, stderr)) in outputs.iter().enumerate() {
-        assert!(ok, "node {rank} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            ok,
+            "node {rank} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
     }
-    assert!(outputs[0].1.contains("nodes/checkpoints/step-3"), "{}", outputs[0].1);
-    assert!(outputs[1].1.contains("node 1 trained to step 3"), "{}", outputs[1].1);
+    assert!(
+        outputs[0].1.contains("nodes/checkpoints/step-3"),
+        "{}",
+        outputs[0].1
+    );
+    assert!(
+        outputs[1].1.contains("node 1 trained to step 3"),
+        "{}",
+        outputs[1].1
+    );
     assert!(outputs[0].2.contains("global_batch=4"), "{}", outputs[0].2);
 
     let (a, b) = (losses(&local), losses(&outputs[0].2));
@@ -106,10 +140,17 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
         assert!((x - y).abs() <= 1e-6 * x.abs(), "step {step}: {x} vs {y}");
     }
     let file = "checkpoints/step-3/model.safetensors";
-    let (wa, wb) = (f32_tensors(&local_run.join(file)), f32_tensors(&nodes_run.join(file)));
+    let (wa, wb) = (
+        f32_tensors(&local_run.join(file)),
+        f32_tensors(&nodes_run.join(file)),
+    );
     assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
     for (name, x) in &wa {
-        let diff = x.iter().zip(&wb[name]).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let diff = x
+            .iter()
+            .zip(&wb[name])
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
         assert!(diff <= 1e-6, "{name}: max abs diff {diff}");
     }
     let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();

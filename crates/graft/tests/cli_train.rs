@@ -262,7 +262,10 @@ fn two_devices_train_the_same_model_as_one() {
     }
     // the recipe recorded in the run names the devices it trained on
     let saved = std::fs::read_to_string(two_run.join("recipe.toml")).unwrap();
-    assert!(saved.contains("cpu:0") && saved.contains("cpu:1"), "{saved}");
+    assert!(
+        saved.contains("cpu:0") && saved.contains("cpu:1"),
+        "{saved}"
+    );
 }
 
 #[test]
@@ -286,17 +289,28 @@ fn the_tiny_demo_recipe_runs_end_to_end() {
         stdout.contains("final checkpoint: runs/tiny-demo/checkpoints/step-4"),
         "{stdout}"
     );
-    assert!(dir.path().join("runs/prepared/tiny-demo/manifest.json").is_file());
+    assert!(dir
+        .path()
+        .join("runs/prepared/tiny-demo/manifest.json")
+        .is_file());
     let (model, config) = graft_llama::load::<burn::backend::Flex>(
         run.join("checkpoints/latest"),
         &Default::default(),
     )
     .unwrap();
-    assert_eq!((config.llama.hidden_size, config.llama.vocab_size), (128, 128256));
+    assert_eq!(
+        (config.llama.hidden_size, config.llama.vocab_size),
+        (128, 128256)
+    );
     assert!(config.llama.tie_word_embeddings);
     drop(model);
     assert_eq!(losses(&stderr).len(), 4, "{stderr}");
-    for tag in ["eval/biomedicine/loss", "eval/finance/loss", "eval/general/loss", "eval/finance/acc"] {
+    for tag in [
+        "eval/biomedicine/loss",
+        "eval/finance/loss",
+        "eval/general/loss",
+        "eval/finance/acc",
+    ] {
         assert!(stderr.contains(tag), "no {tag} in the log:\n{stderr}");
     }
 }

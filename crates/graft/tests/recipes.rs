@@ -94,7 +94,11 @@ fn llama3_8b_recipes_carry_the_paper_hyperparameters() {
             64,
             "{file}: global batch of 64 sequences"
         );
-        assert_eq!(r.tokens_per_step(), 64 * 4096, "{file}: ~0.25M tokens per step");
+        assert_eq!(
+            r.tokens_per_step(),
+            64 * 4096,
+            "{file}: ~0.25M tokens per step"
+        );
         assert!(
             t.devices
                 .iter()

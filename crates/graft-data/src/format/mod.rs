@@ -124,23 +124,24 @@ impl<'a> Renderer<'a> {
             return Err(format!("field `{}` is empty", self.source.text_field));
         }
         let field = &self.source.pairs_field;
-        let pairs =
-            match record.get(field) {
-                None | Some(Value::Null) => return Err(format!("missing field `{field}`")),
-                Some(Value::String(out)) => {
-                    let parsed = parse_synth_output(out);
-                    self.stats.dropped_pairs += parsed.dropped as u64;
-                    parsed.pairs
-                }
-                Some(Value::Array(items)) => {
-                    let pairs: Result<Vec<QaPair>, String> =
-                        items.iter().map(|p| self.pair_from(p)).collect();
-                    pairs.map_err(|e| format!("in `{field}`: {e}"))?
-                }
-                Some(_) => return Err(format!(
+        let pairs = match record.get(field) {
+            None | Some(Value::Null) => return Err(format!("missing field `{field}`")),
+            Some(Value::String(out)) => {
+                let parsed = parse_synth_output(out);
+                self.stats.dropped_pairs += parsed.dropped as u64;
+                parsed.pairs
+            }
+            Some(Value::Array(items)) => {
+                let pairs: Result<Vec<QaPair>, String> =
+                    items.iter().map(|p| self.pair_from(p)).collect();
+                pairs.map_err(|e| format!("in `{field}`: {e}"))?
+            }
+            Some(_) => {
+                return Err(format!(
                     "field `{field}` must be a list of pairs or the synthesizer's output string"
-                )),
-            };
+                ))
+            }
+        };
         Ok(Example { text, pairs })
     }
 

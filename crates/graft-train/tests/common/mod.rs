@@ -19,12 +19,23 @@ pub fn golden_json() -> serde_json::Value {
 
 /// The 6×2 golden micro-batches, step-major.
 pub fn golden_batches() -> Vec<TokenBatch> {
-    let bytes = std::fs::read(fixtures().join("golden/tiny-llama3/train_batches.safetensors")).unwrap();
+    let bytes =
+        std::fs::read(fixtures().join("golden/tiny-llama3/train_batches.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let view = st.tensor("batches").unwrap();
     assert_eq!(view.shape(), &[6, 2, 2, 32]);
-    let ids: Vec<i64> = view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-    ids.chunks(64).map(|c| TokenBatch { tokens: c.to_vec(), batch_size: 2, seq_len: 32 }).collect()
+    let ids: Vec<i64> = view
+        .data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    ids.chunks(64)
+        .map(|c| TokenBatch {
+            tokens: c.to_vec(),
+            batch_size: 2,
+            seq_len: 32,
+        })
+        .collect()
 }
 
 /// The hyperparameters of train.json as a loop config.
@@ -35,9 +46,23 @@ pub fn golden_config() -> TrainConfig {
     TrainConfig {
         steps: hp["steps"].as_u64().unwrap(),
         grad_accum: hp["grad_accum"].as_u64().unwrap() as usize,
-        micro_batch: [hp["micro_batch"].as_u64().unwrap() as usize, hp["seq_len"].as_u64().unwrap() as usize],
-        schedule: WarmupCosine { peak: f("peak_lr"), min_lr_ratio: f("min_lr_ratio"), warmup_steps: hp["warmup_steps"].as_u64().unwrap(), total_steps: hp["steps"].as_u64().unwrap() },
-        adamw: AdamWConfig { beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), weight_decay: f("weight_decay"), ..AdamWConfig::default() },
+        micro_batch: [
+            hp["micro_batch"].as_u64().unwrap() as usize,
+            hp["seq_len"].as_u64().unwrap() as usize,
+        ],
+        schedule: WarmupCosine {
+            peak: f("peak_lr"),
+            min_lr_ratio: f("min_lr_ratio"),
+            warmup_steps: hp["warmup_steps"].as_u64().unwrap(),
+            total_steps: hp["steps"].as_u64().unwrap(),
+        },
+        adamw: AdamWConfig {
+            beta1: f("beta1"),
+            beta2: f("beta2"),
+            eps: f("eps"),
+            weight_decay: f("weight_decay"),
+            ..AdamWConfig::default()
+        },
         clip_norm: f("clip_norm"),
         save_every: 0,
         keep_last: 0,
@@ -49,6 +74,12 @@ pub fn golden_config() -> TrainConfig {
 }
 
 /// Every parameter of `model` as f32 values, by HF name.
-pub fn params<Bk: burn::tensor::backend::Backend>(model: &graft_llama::Llama<Bk>) -> Vec<(String, Vec<f32>)> {
-    model.named_params().into_iter().map(|(n, t)| (n, t.into_data().convert::<f32>().to_vec::<f32>().unwrap())).collect()
+pub fn params<Bk: burn::tensor::backend::Backend>(
+    model: &graft_llama::Llama<Bk>,
+) -> Vec<(String, Vec<f32>)> {
+    model
+        .named_params()
+        .into_iter()
+        .map(|(n, t)| (n, t.into_data().convert::<f32>().to_vec::<f32>().unwrap()))
+        .collect()
 }

@@ -109,7 +109,9 @@ fn export(
     let summary = match (lora, args.adapter_only) {
         (false, _) => export_checkpoint(src, &args.out_dir, options, progress)?,
         (true, true) => export_adapter(src, &args.out_dir, options)?,
-        (true, false) => export_merged(src, args.base.as_deref(), &args.out_dir, options, progress)?,
+        (true, false) => {
+            export_merged(src, args.base.as_deref(), &args.out_dir, options, progress)?
+        }
     };
     Ok(summary)
 }

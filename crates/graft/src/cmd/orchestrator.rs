@@ -9,7 +9,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    eprintln!("burn-collective global orchestrator listening on ws://0.0.0.0:{}", args.port);
+    eprintln!(
+        "burn-collective global orchestrator listening on ws://0.0.0.0:{}",
+        args.port
+    );
     graft_train::parallel::run_orchestrator(args.port)?;
     Ok(())
 }

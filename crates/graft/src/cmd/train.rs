@@ -81,7 +81,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.devices.is_empty() {
         // --devices replaces the recipe's devices (and is recorded in the run's recipe.toml)
         recipe.train.device = None;
-        recipe.train.devices = Some(args.devices.iter().map(|&i| devices::device_name(i)).collect());
+        recipe.train.devices = Some(
+            args.devices
+                .iter()
+                .map(|&i| devices::device_name(i))
+                .collect(),
+        );
     }
     if args.nodes.nodes > 1 {
         recipe.train.nodes = Some(args.nodes.nodes as usize);
@@ -121,7 +126,9 @@ struct TrainRun {
 impl TrainJob<Backend> for TrainRun {
     type Output = anyhow::Result<()>;
 
-    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(self) -> anyhow::Result<()> {
+    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+        self,
+    ) -> anyhow::Result<()> {
         let TrainRun {
             args,
             recipe,
@@ -164,9 +171,15 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
         config,
         total_steps,
     };
-    let step = job.run::<AB>(devices.iter().map(|&i| backend::device_at(i)).collect(), parallel)?;
+    let step = job.run::<AB>(
+        devices.iter().map(|&i| backend::device_at(i)).collect(),
+        parallel,
+    )?;
     if args.nodes.rank() > 0 {
-        println!("node {} trained to step {step} of {total_steps}; node 0 writes the checkpoints", args.nodes.rank());
+        println!(
+            "node {} trained to step {step} of {total_steps}; node 0 writes the checkpoints",
+            args.nodes.rank()
+        );
         return Ok(());
     }
     report_final(run_dir, step, total_steps)

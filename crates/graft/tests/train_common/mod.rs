@@ -177,4 +177,3 @@ pub fn f32_tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
         })
         .collect()
 }
-

@@ -63,8 +63,7 @@ pub fn measure(dir: &Path) -> anyhow::Result<LoadSample> {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .with_context(|| format!("parsing the load child's report {line:?}"))
+    serde_json::from_str(line).with_context(|| format!("parsing the load child's report {line:?}"))
 }
 
 /// A memory field of `/proc/self/status` (e.g. "VmHWM", "VmRSS") in bytes. Linux only.

@@ -78,13 +78,19 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
     let config = generate(&shape, &dir)?;
     let generate_s = start.elapsed().as_secs_f64();
     let files = graft_llama::weight_files(&dir)?.files;
-    let file_bytes = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let file_bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
 
     tracing::info!("raw read of {} file(s), {reps} reps", files.len());
     let raw_read_s = raw_read(&files, reps)?;
     tracing::info!("graft load in a fresh process, {reps} reps");
     let load = measure_load(&dir, reps)?;
-    tracing::info!("forward + backward at seq {}, 1 warm-up + {reps} reps", shape.seq);
+    tracing::info!(
+        "forward + backward at seq {}, 1 warm-up + {reps} reps",
+        shape.seq
+    );
     let step = measure_step(&dir, &shape, reps)?;
     drop(tmp);
 
@@ -158,8 +164,14 @@ fn generate(shape: &Shape, dir: &Path) -> anyhow::Result<ModelConfig> {
         dtype: ExportDtype::BF16,
         ..ExportOptions::default()
     };
-    write_hf_dir(dir, &files, &mut ModelSource::new(&model), &options, &mut |_, _| {})
-        .with_context(|| format!("writing the benchmark model to {}", dir.display()))?;
+    write_hf_dir(
+        dir,
+        &files,
+        &mut ModelSource::new(&model),
+        &options,
+        &mut |_, _| {},
+    )
+    .with_context(|| format!("writing the benchmark model to {}", dir.display()))?;
     Ok(config)
 }
 
@@ -170,8 +182,13 @@ fn raw_read(files: &[std::path::PathBuf], reps: usize) -> anyhow::Result<f64> {
     let mut read_all = || -> anyhow::Result<f64> {
         let start = Instant::now();
         for path in files {
-            let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            while f.read(&mut buf).with_context(|| format!("reading {}", path.display()))? > 0 {}
+            let mut f =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            while f
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?
+                > 0
+            {}
         }
         Ok(start.elapsed().as_secs_f64())
     };
@@ -188,8 +205,15 @@ fn measure_load(dir: &Path, reps: usize) -> anyhow::Result<LoadSummary> {
     let samples: Vec<LoadSample> = (0..reps)
         .map(|_| load_child::measure(dir))
         .collect::<anyhow::Result<_>>()?;
-    let best_s = samples.iter().map(|s| s.load_s).fold(f64::INFINITY, f64::min);
-    let peak = samples.iter().max_by_key(|s| s.peak_rss).cloned().context("no load sample")?;
+    let best_s = samples
+        .iter()
+        .map(|s| s.load_s)
+        .fold(f64::INFINITY, f64::min);
+    let peak = samples
+        .iter()
+        .max_by_key(|s| s.peak_rss)
+        .cloned()
+        .context("no load sample")?;
     Ok(LoadSummary {
         best_s,
         peak_rss: peak.peak_rss,
@@ -206,7 +230,8 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
     let (model, _) = graft_llama::load::<TrainBackend>(dir, &device)
         .with_context(|| format!("loading {} for the training step", dir.display()))?;
     let tokens = random_tokens(shape.seq, shape.vocab);
-    let tokens = Tensor::<TrainBackend, 2, Int>::from_data(TensorData::new(tokens, [1, shape.seq]), &device);
+    let tokens =
+        Tensor::<TrainBackend, 2, Int>::from_data(TensorData::new(tokens, [1, shape.seq]), &device);
     let step = || -> anyhow::Result<(f64, f64, f32)> {
         let start = Instant::now();
         let logits = model.forward(tokens.clone());

@@ -40,12 +40,23 @@ impl StepSummary {
         tok_s.sort_by(f64::total_cmp);
         let best_tok_s = tok_s.last().copied().unwrap_or(0.0);
         let median_tok_s = tok_s.get(tok_s.len() / 2).copied().unwrap_or(0.0);
-        Self { seq, warmup_s, loss, runs, best_tok_s, median_tok_s }
+        Self {
+            seq,
+            warmup_s,
+            loss,
+            runs,
+            best_tok_s,
+            median_tok_s,
+        }
     }
 
     /// The fastest step's `(forward, backward)` seconds.
     fn best_run(&self) -> (f64, f64) {
-        self.runs.iter().copied().min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1))).unwrap_or_default()
+        self.runs
+            .iter()
+            .copied()
+            .min_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)))
+            .unwrap_or_default()
     }
 }
 
@@ -105,7 +116,9 @@ pub fn print_text(r: &ModelReport) {
     );
     println!(
         "checkpoint: {:.1} MB bf16 safetensors (f32 model {:.1} MB), generated in {:.1} s\n",
-        mb(r.file_bytes), mb(r.f32_bytes), r.generate_s
+        mb(r.file_bytes),
+        mb(r.f32_bytes),
+        r.generate_s
     );
     let t = r.torch();
     let cell = |f: &dyn Fn(&TorchNumbers) -> f64, digits: usize| {
@@ -114,11 +127,22 @@ pub fn print_text(r: &ModelReport) {
     let ratio = |graft: f64, f: &dyn Fn(&TorchNumbers) -> f64| {
         t.map_or("-".to_string(), |t| format!("{:.2}x", graft / f(t)))
     };
-    println!("{:<28}{:>12}{:>12}{:>16}", "", "graft", "PyTorch", "graft/PyTorch");
-    println!("{:<28}{:>12.4}{:>12}", "raw read of the file (s)", r.raw_read_s, cell(&|t| t.raw_read_s, 4));
+    println!(
+        "{:<28}{:>12}{:>12}{:>16}",
+        "", "graft", "PyTorch", "graft/PyTorch"
+    );
+    println!(
+        "{:<28}{:>12.4}{:>12}",
+        "raw read of the file (s)",
+        r.raw_read_s,
+        cell(&|t| t.raw_read_s, 4)
+    );
     println!(
         "{:<28}{:>12.4}{:>12}{:>16}",
-        "load to f32 (s)", r.load.best_s, cell(&|t| t.load_to_f32_s, 4), ratio(r.load.best_s, &|t| t.load_to_f32_s)
+        "load to f32 (s)",
+        r.load.best_s,
+        cell(&|t| t.load_to_f32_s, 4),
+        ratio(r.load.best_s, &|t| t.load_to_f32_s)
     );
     println!(
         "{:<28}{:>12}{:>12}",
@@ -128,9 +152,15 @@ pub fn print_text(r: &ModelReport) {
     );
     println!(
         "{:<28}{:>12.1}{:>12}{:>16}",
-        "fwd+bwd tokens/s (best)", r.step.best_tok_s, cell(&|t| t.fwd_bwd_tok_s, 1), ratio(r.step.best_tok_s, &|t| t.fwd_bwd_tok_s)
+        "fwd+bwd tokens/s (best)",
+        r.step.best_tok_s,
+        cell(&|t| t.fwd_bwd_tok_s, 1),
+        ratio(r.step.best_tok_s, &|t| t.fwd_bwd_tok_s)
     );
-    println!("{:<28}{:>12.1}", "fwd+bwd tokens/s (median)", r.step.median_tok_s);
+    println!(
+        "{:<28}{:>12.1}",
+        "fwd+bwd tokens/s (median)", r.step.median_tok_s
+    );
     let (fwd, bwd) = r.step.best_run();
     println!(
         "\ngraft step: forward+loss {fwd:.2} s + backward {bwd:.2} s (best of {}); warm-up {:.2} s; loss {:.3} (ln vocab = {:.3})",

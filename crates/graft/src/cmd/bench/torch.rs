@@ -58,7 +58,9 @@ fn check_python() -> Result<(), String> {
         Ok(out) if !out.status.success() => {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.lines().last().unwrap_or("import failed");
-            Err(format!("python3 cannot import the baseline's packages ({last}); {INSTALL_HINT}"))
+            Err(format!(
+                "python3 cannot import the baseline's packages ({last}); {INSTALL_HINT}"
+            ))
         }
         Ok(_) => Ok(()),
     }
@@ -67,8 +69,7 @@ fn check_python() -> Result<(), String> {
 fn run_script(shape: &Shape, threads: usize, reps: usize) -> anyhow::Result<TorchNumbers> {
     let dir = tempfile::tempdir().context("creating a temporary directory for the baseline")?;
     let script = dir.path().join("torch_baseline.py");
-    std::fs::write(&script, SCRIPT)
-        .with_context(|| format!("writing {}", script.display()))?;
+    std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = Command::new("python3");
     cmd.arg(&script);
     for (flag, value) in [
@@ -88,7 +89,11 @@ fn run_script(shape: &Shape, threads: usize, reps: usize) -> anyhow::Result<Torc
     cmd.env("TMPDIR", dir.path());
     let out = cmd.output().context("running python3 torch_baseline.py")?;
     if !out.status.success() {
-        anyhow::bail!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();

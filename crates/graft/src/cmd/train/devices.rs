@@ -40,12 +40,23 @@ impl NodeArgs {
             return Ok(ParallelConfig::local(devices));
         }
         let hint = "HINT: every node runs `graft train RECIPE --nodes N --node-rank R --orchestrator ws://HOST:PORT --node-address ws://THIS_HOST:PORT`";
-        let node_rank = self.node_rank.with_context(|| format!("--nodes {} needs --node-rank.\n{hint}", self.nodes))?;
+        let node_rank = self
+            .node_rank
+            .with_context(|| format!("--nodes {} needs --node-rank.\n{hint}", self.nodes))?;
         if node_rank >= self.nodes {
-            bail!("--node-rank {node_rank} is not in 0..{}.\n{hint}", self.nodes);
+            bail!(
+                "--node-rank {node_rank} is not in 0..{}.\n{hint}",
+                self.nodes
+            );
         }
-        let orchestrator = self.orchestrator.clone().with_context(|| format!("--nodes needs --orchestrator.\n{hint}"))?;
-        let node_address = self.node_address.clone().with_context(|| format!("--nodes needs --node-address.\n{hint}"))?;
+        let orchestrator = self
+            .orchestrator
+            .clone()
+            .with_context(|| format!("--nodes needs --orchestrator.\n{hint}"))?;
+        let node_address = self
+            .node_address
+            .clone()
+            .with_context(|| format!("--nodes needs --node-address.\n{hint}"))?;
         let port = node_address
             .rsplit(':')
             .next()
@@ -94,7 +105,11 @@ pub fn device_indices(cli: &[usize], recipe: &Recipe) -> anyhow::Result<Vec<usiz
 
 /// The recipe spelling of device `index` in this build (`cuda:N`, or `cpu:N` on the CPU).
 pub fn device_name(index: usize) -> String {
-    let kind = if cfg!(feature = "cuda") { "cuda" } else { "cpu" };
+    let kind = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    };
     format!("{kind}:{index}")
 }
 
@@ -103,9 +118,7 @@ fn parse_device(key: &str, text: &str) -> anyhow::Result<usize> {
     let (kind, index) = text.split_once(':').unwrap_or((text, "0"));
     match (kind, index.parse::<usize>()) {
         ("cuda" | "cpu", Ok(i)) => Ok(i),
-        _ => bail!(
-            "{key}: {text:?} is not a device.\nHINT: write \"cuda:N\" (GPU N) or \"cpu\""
-        ),
+        _ => bail!("{key}: {text:?} is not a device.\nHINT: write \"cuda:N\" (GPU N) or \"cpu\""),
     }
 }
 
@@ -125,8 +138,14 @@ mod tests {
         let r = recipe("devices = [\"cuda:2\", \"cuda:3\"]");
         assert_eq!(device_indices(&[0, 1], &r).unwrap(), [0, 1]);
         assert_eq!(device_indices(&[], &r).unwrap(), [2, 3]);
-        assert_eq!(device_indices(&[], &recipe("device = \"cuda:1\"")).unwrap(), [1]);
-        assert_eq!(device_indices(&[], &recipe("device = \"cpu\"")).unwrap(), [0]);
+        assert_eq!(
+            device_indices(&[], &recipe("device = \"cuda:1\"")).unwrap(),
+            [1]
+        );
+        assert_eq!(
+            device_indices(&[], &recipe("device = \"cpu\"")).unwrap(),
+            [0]
+        );
         assert_eq!(device_indices(&[], &recipe("")).unwrap(), [0]);
     }
 
@@ -139,13 +158,29 @@ mod tests {
             node_address: Some("ws://10.0.0.2:3001".into()),
         };
         let config = nodes.parallel_config(4).unwrap();
-        assert_eq!((config.world_size(), config.rank(0), config.rank(3)), (8, 4, 7));
+        assert_eq!(
+            (config.world_size(), config.rank(0), config.rank(3)),
+            (8, 4, 7)
+        );
         assert_eq!(config.global.as_ref().unwrap().data_service_port, 3001);
         nodes.node_address = Some("ws://10.0.0.2".into());
-        assert!(nodes.parallel_config(4).unwrap_err().to_string().contains("has no port"));
+        assert!(nodes
+            .parallel_config(4)
+            .unwrap_err()
+            .to_string()
+            .contains("has no port"));
         nodes.node_rank = Some(2);
-        assert!(nodes.parallel_config(4).unwrap_err().to_string().contains("not in 0..2"));
-        let one = NodeArgs { nodes: 1, node_rank: None, orchestrator: None, node_address: None };
+        assert!(nodes
+            .parallel_config(4)
+            .unwrap_err()
+            .to_string()
+            .contains("not in 0..2"));
+        let one = NodeArgs {
+            nodes: 1,
+            node_rank: None,
+            orchestrator: None,
+            node_address: None,
+        };
         assert_eq!(one.parallel_config(2).unwrap(), ParallelConfig::local(2));
     }
 
@@ -154,6 +189,9 @@ mod tests {
         let err = device_indices(&[], &recipe("devices = [\"cuda:0\", \"gpu1\"]")).unwrap_err();
         assert!(err.to_string().contains("\"gpu1\""), "{err}");
         let err = device_indices(&[1, 1], &recipe("")).unwrap_err();
-        assert!(err.to_string().contains("device 1 is listed twice"), "{err}");
+        assert!(
+            err.to_string().contains("device 1 is listed twice"),
+            "{err}"
+        );
     }
 }

@@ -42,7 +42,10 @@ pub fn resolve_model(recipe: &Recipe, recipe_path: &Path) -> anyhow::Result<Mode
         (Some(base), _) => {
             let dir = prep::resolve_base(base, None, recipe_path)?;
             let config = ModelConfig::from_file(dir.join("config.json")).with_context(|| {
-                format!("reading the config of [model].base = {base:?} in {}", dir.display())
+                format!(
+                    "reading the config of [model].base = {base:?} in {}",
+                    dir.display()
+                )
             })?;
             tokenizer.model_dir = Some(dir.clone());
             (ModelOrigin::Base(dir), config)
