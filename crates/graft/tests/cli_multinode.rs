@@ -133,26 +133,9 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     );
     assert!(outputs[0].2.contains("global_batch=4"), "{}", outputs[0].2);
 
-    let (a, b) = (losses(&local), losses(&outputs[0].2));
-    assert_eq!((a.len(), b.len()), (3, 3));
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-        assert!((x - y).abs() <= 1e-6 * x.abs(), "step {step}: {x} vs {y}");
-    }
+    assert_losses_close(&local, &outputs[0].2, 3, 1e-6);
     let file = "checkpoints/step-3/model.safetensors";
-    let (wa, wb) = (
-        f32_tensors(&local_run.join(file)),
-        f32_tensors(&nodes_run.join(file)),
-    );
-    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
-    for (name, x) in &wa {
-        let diff = x
-            .iter()
-            .zip(&wb[name])
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(diff <= 1e-6, "{name}: max abs diff {diff}");
-    }
+    assert_weights_close(&local_run.join(file), &nodes_run.join(file), 1e-6);
     let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();
     assert!(saved.contains("nodes = 2"), "{saved}");
 }

@@ -240,26 +240,9 @@ fn two_devices_train_the_same_model_as_one() {
     assert!(two.contains("global_batch=4"), "{two}");
     assert!(two.contains("data-parallel training"), "{two}");
     assert!(stdout.contains("two/checkpoints/step-3"), "{stdout}");
-    let (a, b) = (losses(&one), losses(&two));
-    assert_eq!((a.len(), b.len()), (3, 3), "one log line per step:\n{two}");
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
-        assert!((x - y).abs() <= 1e-5 * x.abs(), "step {step}: {x} vs {y}");
-    }
+    assert_losses_close(&one, &two, 3, 1e-5);
     let file = "checkpoints/step-3/model.safetensors";
-    let (wa, wb) = (
-        f32_tensors(&one_run.join(file)),
-        f32_tensors(&two_run.join(file)),
-    );
-    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
-    for (name, x) in &wa {
-        let diff = x
-            .iter()
-            .zip(&wb[name])
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(diff <= 1e-4, "{name}: max abs diff {diff}");
-    }
+    assert_weights_close(&one_run.join(file), &two_run.join(file), 1e-4);
     // the recipe recorded in the run names the devices it trained on
     let saved = std::fs::read_to_string(two_run.join("recipe.toml")).unwrap();
     assert!(

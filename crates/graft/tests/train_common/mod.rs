@@ -177,3 +177,27 @@ pub fn f32_tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
         })
         .collect()
 }
+
+/// Two runs' loss curves (from their logs) have `steps` steps and agree to `rel`, relative.
+pub fn assert_losses_close(a: &str, b: &str, steps: usize, rel: f64) {
+    let (a, b) = (losses(a), losses(b));
+    assert_eq!((a.len(), b.len()), (steps, steps), "one log line per step");
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+        assert!((x - y).abs() <= rel * x.abs(), "step {step}: {x} vs {y}");
+    }
+}
+
+/// Two f32 safetensors files hold the same tensors, equal to `tol` (max abs difference).
+pub fn assert_weights_close(a: &Path, b: &Path, tol: f32) {
+    let (wa, wb) = (f32_tensors(a), f32_tensors(b));
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+    for (name, x) in &wa {
+        let diff = x
+            .iter()
+            .zip(&wb[name])
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= tol, "{name}: max abs diff {diff}");
+    }
+}
