@@ -17,10 +17,14 @@ use graft_train::recipe::LoraSection;
 use graft_train::{CheckpointDir, StepReport, Trainer, VecSource};
 
 fn lora() -> LoraConfig {
+    lora_with_dropout(0.0)
+}
+
+fn lora_with_dropout(dropout: f64) -> LoraConfig {
     let section = LoraSection {
         rank: 4,
         alpha: 8.0,
-        dropout: 0.0,
+        dropout,
         target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
     };
     lora_config(&section).unwrap()
@@ -28,9 +32,13 @@ fn lora() -> LoraConfig {
 
 /// A trainer over tiny-llama3 with fresh adapters (seed 0), optionally with a run directory.
 fn trainer(run_dir: Option<&Path>, steps: u64) -> Trainer<B> {
+    trainer_with(run_dir, steps, &lora())
+}
+
+fn trainer_with(run_dir: Option<&Path>, steps: u64, lora: &LoraConfig) -> Trainer<B> {
     let device = Default::default();
     let (model, config) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
-    let model = apply_lora(model, &lora(), 0).unwrap();
+    let model = apply_lora(model, lora, 0).unwrap();
     let mut cfg = golden_config();
     cfg.steps = steps;
     cfg.schedule.total_steps = 6;
@@ -189,6 +197,41 @@ fn adapter_checkpoints_resume_bit_identically() {
     assert!(
         diff < 1e-4,
         "merged export logits differ from the trained adapter's by {diff}"
+    );
+}
+
+/// Dropout masks come from the backend RNG, which the trainer reseeds from (seed, step, rank)
+/// before every step: a resumed run draws the same masks as an uninterrupted one.
+#[test]
+fn dropout_masks_resume_bit_identically() {
+    let cfg = lora_with_dropout(0.3);
+    let mut full = trainer_with(None, 4, &cfg);
+    let full_reports = full.run(&mut VecSource::new(golden_batches())).unwrap();
+    let mut plain = trainer_with(None, 4, &lora());
+    let plain_reports = plain.run(&mut VecSource::new(golden_batches())).unwrap();
+    // B starts at zero, so the adapters (and their dropout) change the loss from step 2 on
+    assert_eq!(full_reports[0].loss, plain_reports[0].loss);
+    assert_ne!(
+        full_reports[3].loss, plain_reports[3].loss,
+        "dropout had no effect"
+    );
+
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut first = trainer_with(Some(run_dir.path()), 4, &cfg);
+    let mut data = VecSource::new(golden_batches());
+    let mut reports: Vec<StepReport> = (0..2)
+        .map(|_| first.train_step(&mut data).unwrap())
+        .collect();
+    first.save_checkpoint(&data).unwrap();
+    drop(first);
+    let mut second = trainer_with(Some(run_dir.path()), 4, &cfg);
+    let mut data = VecSource::new(golden_batches());
+    assert_eq!(second.resume(&mut data).unwrap(), Some(2));
+    reports.extend(second.run(&mut data).unwrap());
+    let bits = |r: &StepReport| (r.step, r.loss.to_bits(), r.grad_norm.to_bits());
+    assert_eq!(
+        full_reports.iter().map(bits).collect::<Vec<_>>(),
+        reports.iter().map(bits).collect::<Vec<_>>()
     );
 }
 

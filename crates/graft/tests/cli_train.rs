@@ -251,22 +251,53 @@ fn two_devices_train_the_same_model_as_one() {
     );
 }
 
-#[test]
-fn the_tiny_demo_recipe_runs_end_to_end() {
-    // The README's main command, shortened to 4 steps (checkpoint and eval at 2 and 4), run from
-    // a scratch directory so that its default runs/ paths land there.
+/// `graft train recipes/<file>` for `steps` steps (checkpoint and eval every 2), from a scratch
+/// directory so that the recipe's default runs/ paths land there.
+fn run_shipped_recipe(file: &str, steps: u64) -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = repo().join("recipes/tiny-demo.toml");
+    let recipe = repo().join("recipes").join(file);
+    let steps = format!("train.steps={steps}");
     let out = Command::new(env!("CARGO_BIN_EXE_graft"))
         .current_dir(dir.path())
         .args(["train", recipe.to_str().unwrap()])
-        .args(["--set", "train.steps=4", "--set", "train.save_every=2"])
+        .args(["--set", &steps, "--set", "train.save_every=2"])
         .args(["--set", "train.eval_every=2", "--set", "train.log_every=1"])
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (dir, stdout, stderr)
+}
+
+#[test]
+fn the_tiny_lora_demo_recipe_runs_end_to_end() {
+    let (dir, stdout, stderr) = run_shipped_recipe("tiny-lora-demo.toml", 2);
+    assert!(stderr.contains("LoRA: base frozen"), "{stderr}");
+    let ckpt = dir.path().join("runs/tiny-lora-demo/checkpoints/step-2");
+    assert!(
+        stdout.contains("final checkpoint: runs/tiny-lora-demo/checkpoints/step-2"),
+        "{stdout}"
+    );
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(ckpt.join(f).is_file(), "{f} missing in {}", ckpt.display());
+    }
+    assert!(
+        !ckpt.join("model.safetensors").exists(),
+        "a LoRA checkpoint holds the adapter only"
+    );
+    assert!(stderr.contains("eval/finance/loss"), "{stderr}");
+}
+
+#[test]
+fn the_tiny_demo_recipe_runs_end_to_end() {
+    // The README's main command, shortened to 4 steps (checkpoint and eval at 2 and 4), run from
+    // a scratch directory so that its default runs/ paths land there.
+    let (dir, stdout, stderr) = run_shipped_recipe("tiny-demo.toml", 4);
     let run = dir.path().join("runs/tiny-demo");
     assert!(
         stdout.contains("final checkpoint: runs/tiny-demo/checkpoints/step-4"),
