@@ -16,6 +16,14 @@ use graft_train::lora::{base_model_name, lora_config};
 use graft_train::recipe::LoraSection;
 use graft_train::{CheckpointDir, StepReport, Trainer, VecSource};
 
+/// Burn's backend RNG is process-wide and the trainer reseeds it every step (dropout masks): the
+/// tests of this binary that train hold this lock, so that parallel test threads do not draw
+/// from (or reseed) one another's RNG.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn lora() -> LoraConfig {
     lora_with_dropout(0.0)
 }
@@ -59,6 +67,7 @@ fn adapters(t: &Trainer<B>) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn lora_steps_change_adapters_only() {
+    let _rng = serial();
     let mut t = trainer(None, 3);
     let base_before = params(t.model());
     let adapters_before = adapters(&t);
@@ -104,6 +113,7 @@ fn lora_steps_change_adapters_only() {
 
 #[test]
 fn adapter_checkpoints_resume_bit_identically() {
+    let _rng = serial();
     let full_dir = tempfile::tempdir().unwrap();
     let mut full = trainer(Some(full_dir.path()), 4);
     let full_reports = full.run(&mut VecSource::new(golden_batches())).unwrap();
@@ -204,6 +214,7 @@ fn adapter_checkpoints_resume_bit_identically() {
 /// before every step: a resumed run draws the same masks as an uninterrupted one.
 #[test]
 fn dropout_masks_resume_bit_identically() {
+    let _rng = serial();
     let cfg = lora_with_dropout(0.3);
     let mut full = trainer_with(None, 4, &cfg);
     let full_reports = full.run(&mut VecSource::new(golden_batches())).unwrap();
@@ -237,6 +248,7 @@ fn dropout_masks_resume_bit_identically() {
 
 #[test]
 fn base_model_names() {
+    let _rng = serial();
     let (_, config) = graft_llama::load::<burn::backend::Flex>(
         fixtures().join("tiny-llama3"),
         &Default::default(),
@@ -266,6 +278,7 @@ fn base_model_names() {
 /// `base/`, so the adapter can be merged and a resumed run gets the same base back.
 #[test]
 fn in_memory_base_is_stored_beside_the_adapter() {
+    let _rng = serial();
     let device = Default::default();
     let (model, mut config) =
         graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
