@@ -41,11 +41,10 @@ pub struct Job<'a> {
     pub total_steps: u64,
 }
 
-/// One peer: its rank among `world` peers, its device and micro-batches per step.
+/// One peer: its rank among `world` peers and its device.
 struct Peer {
     rank: usize,
     world: usize,
-    grad_accum: usize,
     device: Device<Backend>,
 }
 
@@ -62,7 +61,6 @@ impl Job<'_> {
             let peer = Peer {
                 rank: 0,
                 world: 1,
-                grad_accum: self.config.grad_accum,
                 device: devices[0].clone(),
             };
             return self.run_peer::<AB>(peer, None, &build_lock);
@@ -82,7 +80,6 @@ impl Job<'_> {
             let peer = Peer {
                 rank: dp.rank(),
                 world: dp.world_size(),
-                grad_accum,
                 device: devices[local].clone(),
             };
             self.run_peer::<AB>(peer, Some(dp), &build_lock)
@@ -130,12 +127,10 @@ impl Job<'_> {
                 world_size: peer.world,
             },
         )?;
-        let mut config = self.config.clone();
-        config.grad_accum = peer.grad_accum;
         let mut trainer = Trainer::<AB>::new(
             model,
             self.model.config.clone(),
-            config,
+            self.config.clone(),
             peer.device.clone(),
         )
         .with_run_dir(self.run_dir)?;
