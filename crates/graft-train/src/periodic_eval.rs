@@ -153,7 +153,7 @@ impl<B: Backend> Evaluator<B> for PeriodicEval<B> {
 }
 
 /// The value of a one-element tensor as f64.
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_data()
         .convert::<f64>()
         .to_vec::<f64>()

@@ -87,7 +87,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let logits = model.forward(tokens.clone());
             let loss = graft_llama::causal_lm_loss(logits, tokens, graft_llama::IGNORE_INDEX)
                 .div_scalar(accum as f64);
-            loss_sum += scalar(loss.clone().inner());
+            loss_sum += crate::periodic_eval::scalar(loss.clone().inner());
             acc.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
         }
         Ok((loss_sum, acc.grads()))
@@ -271,14 +271,4 @@ pub(crate) fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
         z ^ (z >> 31)
     };
     mix(mix(mix(seed) ^ step) ^ rank as u64)
-}
-
-/// The value of a one-element tensor as f64.
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN)
 }
