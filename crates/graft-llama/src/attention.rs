@@ -6,6 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor};
 
+use crate::ops::{flash_attention, FlashOptions, FusedOps};
 use crate::proj::{Proj, ProjConfig};
 use crate::rope::{apply_rotary_rows, rotate_half_matrix, Rope};
 
@@ -48,8 +49,9 @@ pub struct Positions<B: Backend> {
     pub cos: Tensor<B, 2>,
     /// RoPE sines, `[seq, head_dim]`.
     pub sin: Tensor<B, 2>,
-    /// Additive causal mask, `[seq, offset + seq]` (f32).
-    pub bias: Tensor<B, 2>,
+    /// Additive causal mask, `[seq, offset + seq]` (f32), for incremental decoding only: a pass
+    /// without a KV cache attends through [`flash_attention`], which masks tile by tile.
+    pub bias: Option<Tensor<B, 2>>,
     /// `rotate_half` as a matrix, `[head_dim, head_dim]` (see [`rotate_half_matrix`]).
     pub rot: Tensor<B, 2>,
     /// `cos`/`sin` laid out for the query heads.
@@ -85,12 +87,13 @@ impl<B: Backend> RotaryRows<B> {
 
 impl<B: Backend> Positions<B> {
     /// Tables for queries at positions `offset..offset + seq`, for `heads` query heads and
-    /// `kv_heads` key/value heads.
+    /// `kv_heads` key/value heads; with `cached`, also the causal mask over the cached keys.
     pub fn new(
         rope: &Rope,
         offset: usize,
         seq: usize,
         [heads, kv_heads]: [usize; 2],
+        cached: bool,
         device: &B::Device,
     ) -> Self {
         let (cos, sin) = rope.tables::<B>(offset, seq, device);
@@ -101,7 +104,7 @@ impl<B: Backend> Positions<B> {
             rot: rotate_half_matrix(head_dim, device),
             cos,
             sin,
-            bias: causal_bias(offset, seq, device),
+            bias: cached.then(|| causal_bias(offset, seq, device)),
         }
     }
 }
@@ -122,10 +125,11 @@ impl AttentionConfig {
     }
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: FusedOps> Attention<B> {
     /// Attends from `x` (positions `offset..offset+seq`, `offset` = cached length) to the cached
     /// keys/values plus `x`'s own, and appends `x`'s to the cache when one is given. With
-    /// `cache = None` this is plain causal self-attention (`offset` = 0).
+    /// `cache = None` this is plain causal self-attention (`offset` = 0) through
+    /// [`flash_attention`]: no `seq × seq` tensor is kept for backward.
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
@@ -147,17 +151,25 @@ impl<B: Backend> Attention<B> {
         let mut v = heads(self.v_proj.forward(x), self.num_kv_heads).swap_dims(1, 2);
         let q = apply_rotary_rows(q, &pos.q, &pos.rot).swap_dims(1, 2);
         let mut k = apply_rotary_rows(k, &pos.kv, &pos.rot).swap_dims(1, 2);
-        if let Some(slot) = cache {
-            if let Some(prev) = slot.take() {
-                k = Tensor::cat(vec![prev.k, k], 2);
-                v = Tensor::cat(vec![prev.v, v], 2);
+        let out = match cache {
+            Some(slot) => {
+                if let Some(prev) = slot.take() {
+                    k = Tensor::cat(vec![prev.k, k], 2);
+                    v = Tensor::cat(vec![prev.v, v], 2);
+                }
+                *slot = Some(LayerCache {
+                    k: k.clone(),
+                    v: v.clone(),
+                });
+                let offset = k.dims()[2] - seq;
+                let bias = match &pos.bias {
+                    Some(bias) => bias.clone(),
+                    None => causal_bias(offset, seq, &k.device()),
+                };
+                grouped_attention(q, k, v, &bias)
             }
-            *slot = Some(LayerCache {
-                k: k.clone(),
-                v: v.clone(),
-            });
-        }
-        let out = grouped_attention(q, k, v, &pos.bias);
+            None => flash_attention(q, k, v, FlashOptions::causal(self.head_dim)),
+        };
         let out = out
             .swap_dims(1, 2)
             .reshape([batch * seq, self.num_heads * self.head_dim]);

@@ -105,7 +105,7 @@ pub enum GenerateError {
 
 /// Generates up to `config.max_new_tokens` tokens after `prompt`, calling `on_token` with each new
 /// token (EOS excluded) as soon as it is chosen.
-pub fn generate<B: Backend>(
+pub fn generate<B: crate::ops::FusedOps>(
     model: &Llama<B>,
     prompt: &[u32],
     config: &GenerateConfig,

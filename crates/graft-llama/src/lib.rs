@@ -14,6 +14,7 @@
 //! [`memory`] for size reports.
 
 pub mod attention;
+pub mod backward;
 pub mod config;
 pub mod error;
 pub mod export;
@@ -27,6 +28,7 @@ pub mod memory;
 pub mod mlp;
 pub mod model;
 pub mod norm;
+pub mod ops;
 pub mod proj;
 pub mod rope;
 
@@ -36,7 +38,9 @@ pub use keymap::{hf_params, param_keys, LayerParam, ParamKey, ParamKind, ParamTe
 pub use load::{load, load_weights, weight_files, WeightFiles};
 pub use lora::{apply_lora, LoraAdapter, LoraConfig};
 pub use loss::{causal_lm_loss, causal_lm_loss_sum, IGNORE_INDEX};
+pub use backward::{loss_and_grads, BackwardOptions};
 pub use memory::{DTypeSize, MemoryEstimate, ParamCounts};
+pub use ops::{FusedOps, TrainBackend};
 pub use model::{DecoderLayer, KvCache, Llama};
 pub use proj::{Proj, ProjConfig};
 pub use rope::Llama3Scaling;

@@ -110,7 +110,7 @@ impl MemoryEstimate {
 }
 
 /// Inference: weights + KV cache for `seq` positions + the peak activations of a prefill
-/// (one layer's intermediates plus the f32 logits of every position).
+/// (one layer's intermediates, the attention tiles, and the f32 logits of every position).
 pub fn inference_memory(
     config: &LlamaConfig,
     dtype: DTypeSize,
@@ -120,7 +120,7 @@ pub fn inference_memory(
     let c = config;
     let tokens = batch * seq;
     let layer_peak = tokens * (2 * c.hidden_size + 3 * c.intermediate_size) as u64 * dtype.bytes()
-        + batch * c.num_attention_heads as u64 * seq * seq * 4;
+        + attention_tile_bytes(c, batch, seq);
     let logits = tokens * c.vocab_size as u64 * 4;
     MemoryEstimate {
         weights: weight_bytes(c, dtype),
@@ -130,24 +130,39 @@ pub fn inference_memory(
     }
 }
 
-/// Activations kept for backward by a training step over `batch × seq` tokens: per layer the
-/// norm inputs/outputs, q/k/v before and after RoPE, the f32 attention scores and probabilities,
-/// the MLP intermediates; plus the logits, their f32 copy and log-probabilities.
+/// The f32 buffers of one attention tile pair (scores, probabilities and, in backward, their
+/// gradients): four `[batch, heads, tile, tile]` tensors.
+pub fn attention_tile_bytes(config: &LlamaConfig, batch: u64, seq: u64) -> u64 {
+    let tile = (crate::ops::flash::DEFAULT_TILE as u64).min(seq);
+    4 * batch * config.num_attention_heads as u64 * tile * tile * 4
+}
+
+/// Bytes one decoder layer keeps per token for its backward pass under autodiff (what the ops
+/// of `DecoderLayer::forward` save): the two RMSNorms' f32 inputs and outputs, q/k/v, their
+/// rotated halves and RoPE outputs, the attention output (and its contiguous copy for `o_proj`),
+/// one f32 log-sum-exp per head, and the MLP's gate, SiLU, up and product.
+pub fn layer_bytes_per_token(config: &LlamaConfig, dtype: DTypeSize) -> u64 {
+    let c = config;
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let (h, i) = (c.hidden_size as u64, c.intermediate_size as u64);
+    let elems = 2 * h + 5 * q + 4 * kv + 4 * i;
+    // the norms' inputs are taken to f32 (a copy unless the model is f32)
+    let norm_inputs = 2 * h * 4;
+    elems * dtype.bytes() + norm_inputs + c.num_attention_heads as u64 * 4
+}
+
+/// Activations kept for backward by a training step over `batch × seq` tokens without
+/// checkpointing: every layer's saved tensors, plus the fused loss's buffers.
 pub fn training_activation_bytes(
     config: &LlamaConfig,
     dtype: DTypeSize,
     batch: u64,
     seq: u64,
 ) -> u64 {
-    let c = config;
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let per_token = 6 * c.hidden_size as u64 + 3 * q + 3 * kv + 4 * c.intermediate_size as u64;
     let tokens = batch * seq;
-    let scores = 2 * batch * c.num_attention_heads as u64 * seq * seq * 4;
-    let layers = c.num_hidden_layers as u64 * (tokens * per_token * dtype.bytes() + scores);
-    let logits = tokens * c.vocab_size as u64 * (dtype.bytes() + 8);
-    layers + logits
+    let layers = config.num_hidden_layers as u64 * tokens * layer_bytes_per_token(config, dtype);
+    layers + attention_tile_bytes(config, batch, seq) + logits_buffer_bytes(config, dtype, batch, seq)
 }
 
 /// Full fine-tuning with AdamW and mixed precision: `dtype` weights and gradients, plus an fp32
@@ -207,35 +222,42 @@ pub fn lora_memory(
     }
 }
 
-/// The logits/loss buffer of a training step over `batch × seq` tokens: the `dtype` logits, their
-/// f32 copy and the f32 log-probabilities. Part of both activation estimates.
-pub fn logits_buffer_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> u64 {
-    batch * seq * config.vocab_size as u64 * (dtype.bytes() + 8)
+/// Rows of tokens per chunk of the fused head + loss for a vocabulary of `vocab`
+/// ([`crate::ops::LinearCeOptions`]'s default).
+fn loss_chunk_rows(vocab: u64) -> u64 {
+    let options = crate::ops::LinearCeOptions::default();
+    options.chunk_rows(vocab as usize) as u64
 }
 
-/// Activations kept for backward under Burn's `BalancedCheckpointing`: outputs of compute-bound
-/// ops (the projections, the attention scores, the matmul of probabilities and values) are kept,
-/// memory-bound ops (norms, RoPE, softmax, SiLU, products) are recomputed in the backward pass.
-/// Per layer and token that leaves the layer input, q/k/v, the attention output and its
-/// projection, gate/up and down outputs; the `dtype` score matrix `q·kᵀ` per layer; plus the
-/// logits buffer. The peak of one recomputation (one layer's dropped intermediates, with the f32
-/// scores, f32 probabilities and their `dtype` copy) is added once.
+/// The fused head + loss of a training step over `batch × seq` tokens
+/// ([`crate::ops::linear_cross_entropy`]): the final norm's saved tensors, the f32 logits of one
+/// chunk and three temporaries of its size (exponentials, probabilities, their gradient), and the
+/// gradients it keeps until backward — `[tokens, hidden]` in `dtype` and `[vocab, hidden]` in f32
+/// (counted here only where it is not the weight's own gradient, i.e. for non-f32 weights).
+pub fn logits_buffer_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: u64, seq: u64) -> u64 {
+    let (h, vocab) = (config.hidden_size as u64, config.vocab_size as u64);
+    let tokens = batch * seq;
+    let rows = loss_chunk_rows(vocab).min(tokens.max(1));
+    let chunk = 4 * rows * vocab * 4;
+    let norm = tokens * h * (4 + dtype.bytes());
+    let grad_hidden = tokens * h * dtype.bytes();
+    let grad_weight = if dtype == DTypeSize::F32 { 0 } else { vocab * h * 4 };
+    chunk + norm + grad_hidden + grad_weight
+}
+
+/// Activations with per-layer activation checkpointing ([`crate::backward`]): each layer's input
+/// (`[batch, seq, hidden]` in `dtype`) for the whole step, plus, while one layer is re-run, that
+/// layer's saved tensors and the attention tiles of its backward, plus the fused loss's buffers.
 pub fn checkpointed_activation_bytes(
     config: &LlamaConfig,
     dtype: DTypeSize,
     batch: u64,
     seq: u64,
 ) -> u64 {
-    let c = config;
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let kept = 3 * c.hidden_size as u64 + 2 * q + 2 * kv + 2 * c.intermediate_size as u64;
-    let dropped = 3 * c.hidden_size as u64 + q + kv + 2 * c.intermediate_size as u64;
     let tokens = batch * seq;
-    let score_elems = batch * c.num_attention_heads as u64 * seq * seq;
-    let layers = c.num_hidden_layers as u64 * (tokens * kept + score_elems) * dtype.bytes();
-    let recompute_peak = tokens * dropped * dtype.bytes() + score_elems * (8 + dtype.bytes());
-    layers + recompute_peak + logits_buffer_bytes(config, dtype, batch, seq)
+    let inputs = config.num_hidden_layers as u64 * tokens * config.hidden_size as u64 * dtype.bytes();
+    let one_layer = tokens * layer_bytes_per_token(config, dtype);
+    inputs + one_layer + attention_tile_bytes(config, batch, seq) + logits_buffer_bytes(config, dtype, batch, seq)
 }
 
 /// AdamW state for `params` trained parameters stored as `weights`: an fp32 master copy when the

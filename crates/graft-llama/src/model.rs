@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor};
 use crate::attention::{Attention, AttentionConfig, LayerCache, Positions};
 use crate::config::LlamaConfig;
 use crate::mlp::{Mlp, MlpConfig};
+use crate::ops::FusedOps;
 use crate::norm::{RmsNorm, RmsNormConfig};
 use crate::proj::{Proj, ProjConfig};
 use crate::rope::Rope;
@@ -136,7 +137,7 @@ impl LlamaConfig {
     }
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: FusedOps> DecoderLayer<B> {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
@@ -157,7 +158,9 @@ impl<B: Backend> Llama<B> {
     pub fn config(&self) -> &LlamaConfig {
         &self.config
     }
+}
 
+impl<B: FusedOps> Llama<B> {
     /// Logits for every position of `tokens` (a full causal pass from position 0).
     ///
     /// # Shapes
@@ -204,7 +207,7 @@ impl<B: Backend> Llama<B> {
             self.config.num_attention_heads,
             self.config.num_key_value_heads,
         ];
-        let pos = Positions::new(&self.rope, offset, seq, heads, &device);
+        let pos = Positions::new(&self.rope, offset, seq, heads, cache.is_some(), &device);
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);

@@ -139,3 +139,47 @@ fn tied_head_uses_embeddings() {
         .collect();
     assert!(max_abs_diff(&head, &expected) < 1e-4);
 }
+
+/// The training path — fused chunked head + loss, flash attention, with and without per-layer
+/// activation checkpointing — gives transformers' loss and every gradient.
+#[test]
+fn training_path_matches_transformers_with_and_without_checkpointing() {
+    let device = Default::default();
+    let (model, config) = load::<AB>(fixtures().join("tiny-llama3"), &device).expect("load");
+    let tokens = int_tensor::<AB>("input_ids");
+    let (_, golden_loss) = read_f32(&golden("forward.safetensors"), "loss");
+    let golden_grads = golden("grads.safetensors");
+    for checkpointing in [false, true] {
+        let options = graft_llama::BackwardOptions {
+            scale: 1.0,
+            ignore_index: IGNORE_INDEX,
+            checkpointing,
+            seed: 7,
+        };
+        let (loss, grads) =
+            graft_llama::loss_and_grads(&model, tokens.clone(), tokens.clone(), &options);
+        let loss = values(loss)[0];
+        assert!(
+            (loss - golden_loss[0]).abs() <= 1e-5,
+            "checkpointing {checkpointing}: loss {loss} vs {}",
+            golden_loss[0]
+        );
+        for key in param_keys(&config.llama) {
+            let name = key.hf_name();
+            let id = model.param_id(key).expect("param id");
+            // the rank only types the handle: the data keeps the gradient's own shape
+            let grad = grads
+                .get::<B, 2>(id)
+                .unwrap_or_else(|| panic!("checkpointing {checkpointing}: no gradient for {name}"));
+            let (shape, expected) = read_f32(&golden_grads, &name);
+            let data = grad.into_data();
+            assert_eq!(data.shape.to_vec(), shape, "{name}");
+            let diff = max_abs_diff(&data.to_vec::<f32>().expect("f32"), &expected);
+            let norm = expected.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(
+                diff <= 1e-5 || diff <= 1e-3 * norm,
+                "checkpointing {checkpointing}, {name}: max abs diff {diff}, golden norm {norm}"
+            );
+        }
+    }
+}

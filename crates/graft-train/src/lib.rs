@@ -2,7 +2,6 @@
 //! global-norm clipping, checkpoints and TensorBoard logging.
 
 pub mod checkpoint;
-pub mod checkpointing;
 pub mod clip;
 pub mod error;
 pub mod eval;

@@ -42,7 +42,7 @@ pub struct PeriodicEval<B: Backend> {
     device: B::Device,
 }
 
-impl<B: Backend> PeriodicEval<B> {
+impl<B: graft_llama::FusedOps> PeriodicEval<B> {
     /// Held-out loss on every source of `data`, `batch_size` sequences per forward pass and at most
     /// `max_batches` batches per source (0: all).
     pub fn new(
@@ -110,8 +110,7 @@ impl<B: Backend> PeriodicEval<B> {
                 TensorData::new(ids, [batch.batch_size, batch.seq_len]),
                 &self.device,
             );
-            let logits = model.forward(tokens.clone());
-            let (s, c) = graft_llama::causal_lm_loss_sum(logits, tokens, graft_llama::IGNORE_INDEX);
+            let (s, c) = model.loss_sum(tokens.clone(), tokens, graft_llama::IGNORE_INDEX);
             sum += scalar(s);
             count += scalar(c);
         }
@@ -122,7 +121,7 @@ impl<B: Backend> PeriodicEval<B> {
     }
 }
 
-impl<B: Backend> Evaluator<B> for PeriodicEval<B> {
+impl<B: graft_llama::FusedOps> Evaluator<B> for PeriodicEval<B> {
     fn evaluate(&mut self, model: &Llama<B>) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
         for source in self.data.source_names() {

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::AutodiffBackend;
+
 use burn::tensor::{Int, Tensor, TensorData};
 use graft_llama::export::{ExportDtype, ExportOptions, HfDirFiles, ModelSource};
-use graft_llama::{Llama, ModelConfig};
+use graft_llama::{Llama, ModelConfig, TrainBackend};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Weight dtype of checkpoints (f32 keeps f32 training bit-exact across resume).
     pub checkpoint_dtype: ExportDtype,
+    /// Per-layer activation checkpointing (see [`graft_llama::backward`]).
+    pub activation_checkpointing: bool,
 }
 
 impl TrainConfig {
@@ -90,6 +92,7 @@ impl TrainConfig {
                 ModelDtype::Bf16 => ExportDtype::BF16,
                 ModelDtype::F16 => ExportDtype::F16,
             },
+            activation_checkpointing: t.activation_checkpointing,
         }
     }
 }
@@ -113,7 +116,7 @@ pub struct StepReport {
 type ScheduledEval<B> = (u64, Box<dyn Evaluator<B>>);
 
 /// The custom training loop over a [`Llama`] model.
-pub struct Trainer<B: AutodiffBackend> {
+pub struct Trainer<B: TrainBackend> {
     config: TrainConfig,
     model: Option<Llama<B>>,
     model_config: ModelConfig,
@@ -130,7 +133,7 @@ pub struct Trainer<B: AutodiffBackend> {
     grad_sync: Option<Box<dyn GradSync<B>>>,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: TrainBackend> Trainer<B> {
     /// A trainer for `model` (described by `model_config`, used when saving checkpoints).
     pub fn new(
         model: Llama<B>,

@@ -1,10 +1,11 @@
 //! One optimizer step, logging, checkpoint save and resume of [`Trainer`].
 
 use burn::module::AutodiffModule;
+use graft_llama::BackwardOptions;
 
 use super::*;
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: TrainBackend> Trainer<B> {
     /// One optimizer step over `grad_accum` micro-batches. A step whose loss or gradient norm is
     /// not finite is skipped (no update, moments untouched); too many in a row is an error.
     ///
@@ -80,15 +81,20 @@ impl<B: AutodiffBackend> Trainer<B> {
         let peers = self.grad_sync.as_ref().map_or(1, |s| s.world_size()) as u64;
         let mut acc = GradientsAccumulator::new();
         let mut loss_sum = 0.0;
-        for _ in 0..accum {
+        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
+        for micro in 0..accum {
             let batch = data.next_batch()?;
             let tokens = self.tokens(batch)?;
             self.state.tokens_seen += tokens.shape().num_elements() as u64 * peers;
-            let logits = model.forward(tokens.clone());
-            let loss = graft_llama::causal_lm_loss(logits, tokens, graft_llama::IGNORE_INDEX)
-                .div_scalar(accum as f64);
-            loss_sum += crate::periodic_eval::scalar(loss.clone().inner());
-            acc.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
+            let options = BackwardOptions {
+                scale: 1.0 / accum as f64,
+                ignore_index: graft_llama::IGNORE_INDEX,
+                checkpointing: self.config.activation_checkpointing,
+                seed: step_seed(self.config.seed, self.state.step, rank) ^ micro as u64,
+            };
+            let (loss, grads) = graft_llama::loss_and_grads(model, tokens.clone(), tokens, &options);
+            loss_sum += crate::periodic_eval::scalar(loss);
+            acc.accumulate(model, grads);
         }
         Ok((loss_sum, acc.grads()))
     }

@@ -47,6 +47,6 @@ pub fn values<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
 }
 
 /// Logits of `model` on the golden input ids.
-pub fn logits<Bk: Backend>(model: &Llama<Bk>) -> Vec<f32> {
+pub fn logits<Bk: graft_llama::FusedOps>(model: &Llama<Bk>) -> Vec<f32> {
     values(model.forward(super::common::int_tensor::<Bk>("input_ids")))
 }

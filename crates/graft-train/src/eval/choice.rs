@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use graft_data::TextTokenizer;
 use graft_llama::Llama;
 use serde::{Deserialize, Serialize};
@@ -252,7 +251,7 @@ fn row_requests(
 /// Scores a multiple-choice task: every choice of every row in batches of
 /// `options.batch_size`; `progress(done, total)` counts choices. Text rows need `tokenizer`;
 /// `bos` is the model's BOS id.
-pub fn score_choice_task<B: Backend>(
+pub fn score_choice_task<B: graft_llama::FusedOps>(
     model: &Llama<B>,
     tokenizer: Option<&TextTokenizer>,
     bos: Option<u32>,

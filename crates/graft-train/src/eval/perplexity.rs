@@ -13,7 +13,6 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use graft_data::TextTokenizer;
 use graft_llama::Llama;
 use serde::{Deserialize, Serialize};
@@ -105,7 +104,7 @@ pub fn windows(row: &[u32], seq_len: usize) -> Vec<ScoreRequest> {
 
 /// Perplexity of `model` on `rows` (token ids), windows of `seq_len` input tokens run
 /// `batch_size` at a time; `progress(done, total)` counts windows. `path` names the data in errors.
-pub fn perplexity<B: Backend>(
+pub fn perplexity<B: graft_llama::FusedOps>(
     model: &Llama<B>,
     rows: &[Vec<u32>],
     seq_len: usize,

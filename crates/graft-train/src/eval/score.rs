@@ -5,7 +5,6 @@
 //! itself and earlier positions, so the padding after a sequence cannot change its logits.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use graft_llama::Llama;
 
@@ -33,7 +32,7 @@ impl ScoreRequest {
 /// Requests are sorted by length (longest first, as lm-eval-harness does) and run `batch_size` at
 /// a time; `progress(done, total)` counts requests. Only the positions that predict a target go
 /// through the LM head.
-pub fn score_requests<B: Backend>(
+pub fn score_requests<B: graft_llama::FusedOps>(
     model: &Llama<B>,
     requests: &[ScoreRequest],
     batch_size: usize,
@@ -71,7 +70,7 @@ pub fn score_requests<B: Backend>(
 /// # Shapes
 /// Runs the model on `[batch, max_len]` and the head on `[batch, max_len - lo, vocab]`, where `lo`
 /// is the first position any request scores.
-fn score_batch<B: Backend>(model: &Llama<B>, batch: &[&ScoreRequest]) -> Vec<Vec<f32>> {
+fn score_batch<B: graft_llama::FusedOps>(model: &Llama<B>, batch: &[&ScoreRequest]) -> Vec<Vec<f32>> {
     let len = batch.iter().map(|r| r.input.len()).max().unwrap_or(1);
     let lo = batch.iter().map(|r| r.first_scored()).min().unwrap_or(0);
     let width = len - lo;

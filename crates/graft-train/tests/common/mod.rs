@@ -70,6 +70,7 @@ pub fn golden_config() -> TrainConfig {
         max_nonfinite_steps: 3,
         seed: 0,
         checkpoint_dtype: ExportDtype::F32,
+        activation_checkpointing: false,
     }
 }
 

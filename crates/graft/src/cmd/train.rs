@@ -35,11 +35,7 @@ use graft_train::checkpoint::write_atomic;
 use graft_train::parallel::ParallelConfig;
 use graft_train::{CheckpointDir, Recipe, TrainConfig};
 
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::Device;
-use graft_train::checkpointing::{dispatch, TrainJob};
-
-use crate::backend::{self, Backend};
+use crate::backend;
 use crate::prep;
 
 #[derive(clap::Args)]
@@ -100,48 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(&recipe.name));
     check_run_dir(&run_dir, args.resume)?;
-    // `train.activation_checkpointing` picks the autodiff backend type (see graft_train::checkpointing)
-    let checkpointing = recipe.train.activation_checkpointing;
-    dispatch::<Backend, _>(
-        checkpointing,
-        TrainRun {
-            args,
-            recipe,
-            run_dir,
-            devices,
-            parallel,
-        },
-    )
-}
-
-/// Everything after the recipe checks, generic over the training backend.
-struct TrainRun {
-    args: Args,
-    recipe: Recipe,
-    run_dir: PathBuf,
-    devices: Vec<usize>,
-    parallel: ParallelConfig,
-}
-
-impl TrainJob<Backend> for TrainRun {
-    type Output = anyhow::Result<()>;
-
-    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
-        self,
-    ) -> anyhow::Result<()> {
-        let TrainRun {
-            args,
-            recipe,
-            run_dir,
-            devices,
-            parallel,
-        } = self;
-        train::<AB>(&args, &recipe, &run_dir, &devices, &parallel)
-    }
+    train(&args, &recipe, &run_dir, &devices, &parallel)
 }
 
 /// Resolve the model, prepare the data, train on `devices`, report.
-fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+fn train(
     args: &Args,
     recipe: &Recipe,
     run_dir: &Path,
@@ -171,7 +130,7 @@ fn train<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
         config,
         total_steps,
     };
-    let step = job.run::<AB>(
+    let step = job.run(
         devices.iter().map(|&i| backend::device_at(i)).collect(),
         parallel,
     )?;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context};
-use burn::tensor::backend::AutodiffBackend;
+
 use burn::tensor::Device;
 use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
 use graft_train::logging::TensorBoardLogger;
@@ -23,7 +23,7 @@ use graft_train::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Tr
 
 use super::model::{ModelOrigin, ModelSpec};
 use super::Args;
-use crate::backend::Backend;
+use crate::backend::{Backend, TrainBackend};
 use crate::progress::{BarLogger, CountingSource, TrainBar};
 
 /// Everything the peers share: the resolved recipe, model and data, and the loop settings.
@@ -50,7 +50,7 @@ struct Peer {
 
 impl Job<'_> {
     /// Train on `devices` (one or more); returns the step the run ended at.
-    pub fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+    pub fn run(
         &self,
         devices: Vec<Device<Backend>>,
         parallel: &ParallelConfig,
@@ -63,7 +63,7 @@ impl Job<'_> {
                 world: 1,
                 device: devices[0].clone(),
             };
-            return self.run_peer::<AB>(peer, None, &build_lock);
+            return self.run_peer(peer, None, &build_lock);
         }
         let grad_accum = self.config.grad_accum;
         tracing::info!(
@@ -82,7 +82,7 @@ impl Job<'_> {
                 world: dp.world_size(),
                 device: devices[local].clone(),
             };
-            self.run_peer::<AB>(peer, Some(dp), &build_lock)
+            self.run_peer(peer, Some(dp), &build_lock)
                 .map_err(|e| {
                     let message = format!("{e:#}");
                     if let Ok(mut first) = first_error.lock() {
@@ -101,7 +101,7 @@ impl Job<'_> {
     }
 
     /// Build this peer's replica, resume it if asked, train it.
-    fn run_peer<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+    fn run_peer(
         &self,
         peer: Peer,
         dp: Option<DataParallel<Backend>>,
@@ -109,11 +109,11 @@ impl Job<'_> {
     ) -> anyhow::Result<u64> {
         let model = {
             let _one_at_a_time = build_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.model.build::<AB>(&peer.device)?
+            self.model.build::<TrainBackend>(&peer.device)?
         };
         let model = match (&dp, &self.model.origin) {
             // random init: every replica takes rank 0's weights exactly
-            (Some(dp), ModelOrigin::Init(_)) => dp.sync_params::<AB, _>(model)?,
+            (Some(dp), ModelOrigin::Init(_)) => dp.sync_params::<TrainBackend, _>(model)?,
             _ => model,
         };
         // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters (seeded, the
@@ -127,7 +127,7 @@ impl Job<'_> {
                 world_size: peer.world,
             },
         )?;
-        let mut trainer = Trainer::<AB>::new(
+        let mut trainer = Trainer::new(
             model,
             self.model.config.clone(),
             self.config.clone(),
@@ -162,12 +162,12 @@ impl Job<'_> {
     }
 
     /// Rank 0's logger (TensorBoard, shown on the bar), evaluator and tokenizer files.
-    fn primary_extras<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+    fn primary_extras(
         &self,
-        trainer: Trainer<AB>,
+        trainer: Trainer<TrainBackend>,
         bar: &TrainBar,
         device: Device<Backend>,
-    ) -> anyhow::Result<Trainer<AB>> {
+    ) -> anyhow::Result<Trainer<TrainBackend>> {
         let logger = TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?;
         let tokenizer = self
             .tokenizer
@@ -186,9 +186,9 @@ impl Job<'_> {
     }
 
     /// With --resume, continue from the run's newest checkpoint (every rank reads rank 0's).
-    fn resume<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
+    fn resume(
         &self,
-        trainer: &mut Trainer<AB>,
+        trainer: &mut Trainer<TrainBackend>,
         stream: &mut TrainStream,
         bar: Option<&TrainBar>,
         rank: usize,

@@ -1,0 +1,135 @@
+//! [`FusedOps`] on `Autodiff<B, C>`: custom backward steps (Burn's `Backward` trait, as in
+//! `burn-autodiff/src/ops/*.rs`) that keep only small state.
+//!
+//! - attention keeps `q`, `k`, `v`, the output and one f32 log-sum-exp per query row;
+//! - the fused loss makes its gradients in the forward pass, chunk by chunk (Liger Kernel), and
+//!   keeps only them (`[tokens, hidden]` and `[vocab, hidden]`), scaled by the incoming gradient
+//!   in backward.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{DType, Int, Tensor};
+
+use super::flash::{self, FlashOptions};
+use super::linear_ce::{self, LinearCeOptions};
+use super::{float, FusedOps};
+
+#[derive(Debug)]
+struct FlashBackward;
+
+impl<B: Backend> Backward<B, 3> for FlashBackward {
+    /// `[q, k, v]`, the output, the log-sum-exp and the options.
+    type State = (
+        [FloatTensor<B>; 3],
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FlashOptions,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = float::<B, 4>(grads.consume::<B>(&ops.node));
+        let (qkv, out, lse, options) = ops.state;
+        let d = flash::backward(qkv.map(float), float(out), float(lse), grad, &options);
+        for (node, g) in ops.parents.into_iter().zip(d) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g.into_primitive().tensor());
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearCeBackward;
+
+impl<B: Backend> Backward<B, 2> for LinearCeBackward {
+    /// d loss / d hidden, d loss / d weight (f32) and the weight's dtype.
+    type State = (FloatTensor<B>, FloatTensor<B>, DType);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let scale = float::<B, 1>(grads.consume::<B>(&ops.node)).cast(DType::F32);
+        let (grad_hidden, grad_weight, weight_dtype) = ops.state;
+        let [hidden, weight] = ops.parents;
+        if let Some(node) = hidden {
+            let g = float::<B, 2>(grad_hidden);
+            let s = scale.clone().cast(g.dtype()).unsqueeze::<2>();
+            grads.register::<B>(node.id, (g * s).into_primitive().tensor());
+        }
+        if let Some(node) = weight {
+            let g = float::<B, 2>(grad_weight) * scale.unsqueeze::<2>();
+            grads.register::<B>(node.id, g.cast(weight_dtype).into_primitive().tensor());
+        }
+    }
+}
+
+impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        options: FlashOptions,
+    ) -> FloatTensor<Self> {
+        let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
+        match FlashBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = [q.primitive, k.primitive, v.primitive];
+                let [tq, tk, tv] = qkv.clone().map(float::<B, 4>);
+                let (out, lse) = flash::forward(tq, tk, tv, &options);
+                let out = out.into_primitive().tensor();
+                let lse = lse.into_primitive().tensor();
+                prep.finish((qkv, out.clone(), lse, options), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(
+                q.primitive,
+                k.primitive,
+                v.primitive,
+                options,
+            )),
+        }
+    }
+
+    fn linear_cross_entropy(
+        hidden: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        options: LinearCeOptions,
+    ) -> FloatTensor<Self> {
+        let nodes = [hidden.node.clone(), weight.node.clone()];
+        match LinearCeBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let weight = float::<B, 2>(weight.primitive);
+                let weight_dtype = weight.dtype();
+                let targets = Tensor::<B, 1, Int>::from_primitive(targets);
+                let out =
+                    linear_ce::forward(float(hidden.primitive), weight, targets, &options, true);
+                let (Some(gh), Some(gw)) = (out.grad_hidden, out.grad_weight) else {
+                    unreachable!("linear_ce::forward returns gradients when asked")
+                };
+                let state = (
+                    gh.into_primitive().tensor(),
+                    gw.into_primitive().tensor(),
+                    weight_dtype,
+                );
+                prep.finish(state, out.loss.into_primitive().tensor())
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_cross_entropy(
+                hidden.primitive,
+                weight.primitive,
+                targets,
+                options,
+            )),
+        }
+    }
+}

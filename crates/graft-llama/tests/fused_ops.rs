@@ -1,0 +1,175 @@
+//! The fused training ops against their plain definitions on random inputs: flash attention
+//! (several tile sizes, sequence lengths that are not multiples of the tile, GQA, sliding window)
+//! and the chunked linear + cross-entropy (ignored targets, several chunk sizes, tied weights),
+//! forward values and gradients.
+
+mod common;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use common::*;
+use graft_llama::attention::grouped_attention;
+use graft_llama::ops::{flash_attention, linear_cross_entropy, FlashOptions, LinearCeOptions};
+use graft_llama::{causal_lm_loss_sum, LlamaConfig, IGNORE_INDEX};
+
+fn values<Bk: burn::tensor::backend::Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32")
+}
+
+/// Values in [-2, 2) from a seeded generator of the test's own (the backend RNG is process-wide
+/// and the tests run in parallel).
+fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<AB, D> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// Additive mask: key `j` visible from query `i` iff `j ≤ i` and `i − j < window`.
+fn mask(seq: usize, window: Option<usize>) -> Tensor<AB, 2> {
+    let rows: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..seq).map(move |j| {
+                let visible = j <= i && window.is_none_or(|w| i - j < w);
+                if visible {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(rows, [seq, seq]), &Default::default())
+}
+
+/// Output and `[dq, dk, dv]` of `sum(attention(q, k, v) · w)`, by flash or by the plain path.
+fn attend(flash: Option<FlashOptions>, seq: usize, window: Option<usize>) -> Vec<Vec<f32>> {
+    let [q, k, v] = [
+        random([2, 4, seq, 8], 1).require_grad(),
+        random([2, 2, seq, 8], 2).require_grad(),
+        random([2, 2, seq, 8], 3).require_grad(),
+    ];
+    let out = match flash {
+        Some(options) => flash_attention(q.clone(), k.clone(), v.clone(), options),
+        None => grouped_attention(q.clone(), k.clone(), v.clone(), &mask(seq, window)),
+    };
+    let weights = random([2, 4, seq, 8], 4);
+    let grads = (out.clone() * weights).sum().backward();
+    let mut all = vec![values(out)];
+    for t in [q, k, v] {
+        all.push(values(t.grad(&grads).expect("gradient")));
+    }
+    all
+}
+
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f32, what: &str) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let d = max_abs_diff(x, y);
+        assert!(d <= tol, "{what}: tensor {i} (out, dq, dk, dv) differs by {d}");
+    }
+}
+
+#[test]
+fn flash_attention_equals_plain_attention() {
+    for (seq, window) in [(19, None), (33, None), (19, Some(5)), (40, Some(16)), (7, Some(1))] {
+        let plain = attend(None, seq, window);
+        for tile in [1, 4, 8, 64] {
+            let options = FlashOptions::causal(8).with_window(window).with_tile(tile);
+            let flash = attend(Some(options), seq, window);
+            assert_close(&flash, &plain, 2e-5, &format!("seq {seq}, window {window:?}, tile {tile}"));
+        }
+    }
+}
+
+#[test]
+fn sliding_window_changes_attention() {
+    let full = attend(Some(FlashOptions::causal(8).with_tile(4)), 19, None);
+    let windowed = attend(Some(FlashOptions::causal(8).with_tile(4).with_window(Some(5))), 19, None);
+    assert!(max_abs_diff(&full[0], &windowed[0]) > 1e-3, "the window must matter");
+}
+
+/// Loss and `[d hidden, d weight]` of the fused op, or of logits + `causal_lm_loss_sum`.
+fn cross_entropy(fused: Option<usize>, targets: &[i64]) -> Vec<Vec<f32>> {
+    let n = targets.len();
+    let hidden = random([n, 16], 5).require_grad();
+    let weight = random([50, 16], 6).require_grad();
+    let device = Default::default();
+    let t = Tensor::<AB, 1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &device);
+    let loss = match fused {
+        Some(chunk_elements) => {
+            let options = LinearCeOptions { ignore_index: IGNORE_INDEX, chunk_elements };
+            linear_cross_entropy(hidden.clone(), weight.clone(), t, options)
+        }
+        None => {
+            // `causal_lm_loss_sum` shifts by one: prepend a dummy label, drop the last logits row
+            let logits = hidden.clone().matmul(weight.clone().transpose()).unsqueeze::<3>();
+            let logits = Tensor::cat(vec![logits, Tensor::zeros([1, 1, 50], &device)], 1);
+            let labels = Tensor::cat(vec![Tensor::<AB, 1, Int>::zeros([1], &device), t], 0);
+            causal_lm_loss_sum(logits, labels.unsqueeze::<2>(), IGNORE_INDEX).0
+        }
+    };
+    let grads = (loss.clone() * 0.75).backward();
+    vec![
+        values(loss),
+        values(hidden.grad(&grads).expect("d hidden")),
+        values(weight.grad(&grads).expect("d weight")),
+    ]
+}
+
+#[test]
+fn fused_linear_cross_entropy_equals_logits_and_loss() {
+    let targets: Vec<i64> = vec![3, 49, IGNORE_INDEX, 0, 17, 17, IGNORE_INDEX, 8, 42, 1, 2];
+    let plain = cross_entropy(None, &targets);
+    assert!(plain[0][0] > 0.0);
+    // one row per chunk, a few rows, all rows at once
+    for chunk_elements in [50, 150, 1 << 20] {
+        let fused = cross_entropy(Some(chunk_elements), &targets);
+        for (i, (x, y)) in fused.iter().zip(&plain).enumerate() {
+            let d = max_abs_diff(x, y);
+            assert!(d <= 1e-5, "chunk {chunk_elements}: tensor {i} (loss, dh, dw) differs by {d}");
+        }
+    }
+    let rows = LinearCeOptions { ignore_index: IGNORE_INDEX, chunk_elements: 150 }.chunk_rows(50);
+    assert_eq!(rows, 3);
+}
+
+#[test]
+fn tied_embeddings_get_both_gradients() {
+    let config = LlamaConfig {
+        vocab_size: 64,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 1,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        tie_word_embeddings: true,
+        rms_norm_eps: 1e-5,
+        max_position_embeddings: 64,
+        rope_theta: 10000.0,
+        rope_scaling: None,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+        torch_dtype: None,
+    };
+    let device = Default::default();
+    let model = config.init::<AB>(&device).materialize();
+    let tokens = Tensor::<AB, 2, Int>::from_data(
+        TensorData::new((0..24).map(|i| (i * 7 % 64) as i64).collect::<Vec<_>>(), [2, 12]),
+        &device,
+    );
+    let fused = model.loss(tokens.clone(), tokens.clone(), IGNORE_INDEX);
+    let plain = graft_llama::causal_lm_loss(model.forward(tokens.clone()), tokens, IGNORE_INDEX);
+    let embed = |loss: Tensor<AB, 1>| values(model.embed_tokens.val().grad(&loss.backward()).unwrap());
+    let (fv, pv) = (values(fused.clone())[0], values(plain.clone())[0]);
+    assert!((fv - pv).abs() <= 1e-5, "loss {fv} vs {pv}");
+    let d = max_abs_diff(&embed(fused), &embed(plain));
+    assert!(d <= 1e-5, "tied embedding gradient differs by {d}");
+}
+
