@@ -120,7 +120,6 @@ fn train_config(steps: u64, grad_accum: usize) -> TrainConfig {
         log_every: 1,
         max_nonfinite_steps: 3,
         seed: 0,
-        checkpoint_dtype: graft_llama::export::ExportDtype::F32,
         activation_checkpointing: false,
     }
 }

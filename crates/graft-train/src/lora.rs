@@ -17,6 +17,7 @@ use graft_llama::lora::{self, LoraConfig};
 use graft_llama::{Llama, ModelConfig};
 
 use crate::error::{Result, TrainError};
+use crate::precision::{adapters_dtype, weights_dtype};
 use crate::recipe::{LoraSection, Method, Recipe};
 
 /// The adapter settings of a `[lora]` table.
@@ -54,28 +55,34 @@ pub fn prepare_model<B: Backend>(model: Llama<B>, recipe: &Recipe) -> Result<Lla
     Ok(model)
 }
 
-/// Writes the model part of a LoRA checkpoint into `out`: the PEFT adapter (in `options.dtype`)
-/// and the tokenizer files. `adapter_config.json` names the base as [`base_model_name`] gives it;
-/// a base that exists only in memory (a `[model.init]` model) is written beside the adapter in
-/// `out/base/` (named `"base"`), so that the adapter can always be merged and resumed.
+/// Writes the model part of a LoRA checkpoint into `out`: the PEFT adapter (in the adapters' own
+/// dtype, f32, so that a resumed run continues from exactly the trained values) and the tokenizer
+/// files. `adapter_config.json` names the base as [`base_model_name`] gives it; a base that exists
+/// only in memory (a `[model.init]` model) is written beside the adapter in `out/base/` (named
+/// `"base"`, in the dtype the model holds it in), so that the adapter can always be merged and
+/// resumed. `out` is replaced if it exists.
 pub fn write_adapter_checkpoint<B: Backend>(
     model: &Llama<B>,
     out: &Path,
     files: &HfDirFiles,
-    options: &ExportOptions,
 ) -> Result<()> {
     let mut base = base_model_name(&files.config);
     if base.is_empty() {
         base = BASE_DIR.to_string();
     }
-    lora::save_adapter(model, out, &base, options)
+    let options = |dtype| ExportOptions {
+        dtype,
+        force: true,
+        ..Default::default()
+    };
+    lora::save_adapter(model, out, &base, &options(adapters_dtype(model)))
         .map_err(|e| TrainError::Model(format!("writing the LoRA adapter: {e}")))?;
     if base == BASE_DIR {
         write_hf_dir(
             &out.join(BASE_DIR),
             files,
             &mut ModelSource::new(model),
-            options,
+            &options(weights_dtype(model)),
             &mut |_, _| {},
         )
         .map_err(|e| {

@@ -12,7 +12,8 @@
 //! - keeps an f32 master copy of every parameter stored in a lower precision (bf16/f16 weights on
 //!   CUDA): the update is applied to the master and the weight is its rounding, so updates smaller
 //!   than a bf16 ulp (lr 1e-5 on weights ~1e-2) accumulate instead of rounding away (the mixed
-//!   precision of torchtitan/FSDP and Megatron).
+//!   precision of torchtitan/FSDP and Megatron); the gradient it consumes is the f32 sum of the
+//!   micro-batches ([`crate::grad_accum`]), never rounded to the parameter's dtype.
 //!
 //! State is saved to and restored from safetensors bit-exactly (see [`crate::optim_state`]).
 

@@ -9,7 +9,9 @@
 //! `Σ_all micro-batches ∇loss / (P · grad_accum)`: the gradient of a single peer running
 //! `P · grad_accum` micro-batches. The reported loss is averaged the same way, and the gradient
 //! norm and clipping are computed after the all-reduce, so they are the same on every peer and
-//! equal to the single-peer values (up to float rounding of the sum).
+//! equal to the single-peer values (up to float rounding of the sum). The gradients arrive as f32
+//! sums whatever the parameters' dtype ([`crate::grad_accum`]), so the all-reduce runs in f32 (as
+//! torchtitan's `reduce_dtype = float32`).
 //!
 //! # Order
 //! Gradients are reduced parameter by parameter in the module's visiting order (the same on every

@@ -1,13 +1,12 @@
-//! The training loop: micro-batches → loss/grad_accum → backward → accumulate → global-norm clip
+//! The training loop: micro-batches → loss/grad_accum → backward → accumulate in f32 → global-norm clip
 //! → AdamW with the warmup-cosine lr → log → checkpoint; and resume from the latest checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::optim::{GradientsAccumulator, GradientsParams};
-
+use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use graft_llama::export::{ExportDtype, ExportOptions, HfDirFiles, ModelSource};
+use graft_llama::export::{ExportOptions, HfDirFiles, ModelSource};
 use graft_llama::{Llama, ModelConfig, TrainBackend};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -15,12 +14,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{Checkpoint, CheckpointDir};
 use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::error::{Result, TrainError};
+use crate::grad_accum::GradAccumulator;
 use crate::logging::ScalarLogger;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
 use crate::parallel::GradSync;
 use crate::periodic_eval::Evaluator;
-use crate::recipe::{ModelDtype, Recipe};
+use crate::recipe::Recipe;
 use crate::schedule::WarmupCosine;
 use crate::source::{BatchSource, TokenBatch};
 use crate::state::{RngState, TrainingState, STATE_VERSION};
@@ -50,8 +50,6 @@ pub struct TrainConfig {
     pub max_nonfinite_steps: u32,
     /// Seed of the training RNG.
     pub seed: u64,
-    /// Weight dtype of checkpoints (f32 keeps f32 training bit-exact across resume).
-    pub checkpoint_dtype: ExportDtype,
     /// Per-layer activation checkpointing (see [`graft_llama::backward`]).
     pub activation_checkpointing: bool,
 }
@@ -87,11 +85,6 @@ impl TrainConfig {
             log_every: t.log_every,
             max_nonfinite_steps: t.max_nonfinite_steps,
             seed: t.seed,
-            checkpoint_dtype: match recipe.model.dtype {
-                ModelDtype::F32 => ExportDtype::F32,
-                ModelDtype::Bf16 => ExportDtype::BF16,
-                ModelDtype::F16 => ExportDtype::F16,
-            },
             activation_checkpointing: t.activation_checkpointing,
         }
     }

@@ -70,7 +70,8 @@ impl<B: TrainBackend> Trainer<B> {
         })
     }
 
-    /// Forward/backward of every micro-batch; returns Σ loss/grad_accum and the summed gradients.
+    /// Forward/backward of every micro-batch; returns Σ loss/grad_accum and the gradients summed
+    /// in f32 (see [`crate::grad_accum`]).
     fn accumulate(
         &mut self,
         model: &Llama<B>,
@@ -79,7 +80,7 @@ impl<B: TrainBackend> Trainer<B> {
         let accum = self.config.grad_accum;
         // every data-parallel peer takes a micro-batch of the same shape: count them all
         let peers = self.grad_sync.as_ref().map_or(1, |s| s.world_size()) as u64;
-        let mut acc = GradientsAccumulator::new();
+        let mut acc = GradAccumulator::new();
         let mut loss_sum = 0.0;
         let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
         for micro in 0..accum {
@@ -96,7 +97,7 @@ impl<B: TrainBackend> Trainer<B> {
             loss_sum += crate::periodic_eval::scalar(loss);
             acc.accumulate(model, grads);
         }
-        Ok((loss_sum, acc.grads()))
+        Ok((loss_sum, acc.into_grads()))
     }
 
     /// A micro-batch as a `[batch, seq]` Int tensor, after checking its shape.
@@ -184,7 +185,8 @@ impl<B: TrainBackend> Trainer<B> {
         logger.flush()
     }
 
-    /// Write a checkpoint of the current step (model as an HF directory, optimizer, state).
+    /// Write a checkpoint of the current step (model as an HF directory, optimizer, state), every
+    /// trainable tensor in the precision it is trained in (see [`crate::precision`]).
     pub fn save_checkpoint(&mut self, data: &dyn BatchSource) -> Result<Checkpoint> {
         let dir = self
             .checkpoints
@@ -199,16 +201,17 @@ impl<B: TrainBackend> Trainer<B> {
             generation_config: None,
             tokenizer_dir: self.tokenizer_dir.clone(),
         };
+        let model = self.model();
+        // every weight in the precision it is trained in (see crate::precision)
         let options = ExportOptions {
-            dtype: self.config.checkpoint_dtype,
+            dtype: crate::precision::weights_dtype(model),
             force: true,
             ..Default::default()
         };
-        let model = self.model();
         let write_model = |out: &Path| -> Result<()> {
             if graft_llama::lora::has_adapters(model) {
                 // LoRA: the checkpoint holds the adapter only (see crate::lora).
-                return crate::lora::write_adapter_checkpoint(model, out, &files, &options);
+                return crate::lora::write_adapter_checkpoint(model, out, &files);
             }
             graft_llama::export::write_hf_dir(
                 out,

@@ -328,3 +328,62 @@ fn the_tiny_demo_recipe_runs_end_to_end() {
         assert!(stderr.contains(tag), "no {tag} in the log:\n{stderr}");
     }
 }
+
+/// A bf16 recipe on the CPU trains the CPU backend's f32 weights: its checkpoints store them as
+/// trained (f32, `torch_dtype` float32) instead of rounding them to bf16 at every save, so a run
+/// stopped and resumed matches an uninterrupted one bit for bit; `graft export --dtype` picks
+/// the precision of the exported model.
+#[test]
+fn bf16_recipe_stopped_and_resumed_matches_an_uninterrupted_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let bf16 = ["--set", "model.dtype=bf16"];
+    let (full_run, split_run) = (dir.path().join("full"), dir.path().join("split"));
+    let (_, full) = train(&recipe, &full_run, &bf16);
+    let (_, first) = train(
+        &recipe,
+        &split_run,
+        &[&bf16[..], &["--stop-after", "3"]].concat(),
+    );
+    let (_, second) = train(&recipe, &split_run, &[&bf16[..], &["--resume"]].concat());
+    let full = losses(&full);
+    let mut split = losses(&first);
+    split.extend(losses(&second));
+    assert_eq!(full.len(), 6);
+    assert_eq!(full, split, "loss curve differs after resume");
+
+    let (a, b) = (
+        full_run.join("checkpoints/step-6"),
+        split_run.join("checkpoints/step-6"),
+    );
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        let (ta, tb) = (tensors(&a.join(file)), tensors(&b.join(file)));
+        assert!(ta.0.len() >= 10 && ta == tb, "step-6 {file} differs");
+    }
+    let config = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(&a)["torch_dtype"], "float32");
+    let weights = f32_tensors(&a.join("model.safetensors")); // asserts every tensor is F32
+
+    let out = dir.path().join("exported");
+    let exported = graft(&[
+        "export",
+        a.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(exported.status.success(), "{:?}", text(&exported));
+    assert_eq!(config(&out)["torch_dtype"], "bfloat16");
+    for (name, (dtype, _, bytes)) in tensors(&out.join("model.safetensors")).0 {
+        let want: Vec<u8> = weights[&name]
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        assert!(
+            dtype == "BF16" && bytes == want,
+            "{name}: not the rounded weights"
+        );
+    }
+}

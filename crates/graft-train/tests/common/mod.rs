@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use graft_llama::export::ExportDtype;
 use graft_train::{AdamWConfig, TokenBatch, TrainConfig, WarmupCosine};
 use safetensors::SafeTensors;
 
@@ -69,7 +68,6 @@ pub fn golden_config() -> TrainConfig {
         log_every: 1,
         max_nonfinite_steps: 3,
         seed: 0,
-        checkpoint_dtype: ExportDtype::F32,
         activation_checkpointing: false,
     }
 }

@@ -23,6 +23,8 @@ pub struct Args {
     /// The output directory; created, and must be empty unless --force is given.
     pub out_dir: PathBuf,
     /// Float format of the exported weights: bf16, f16 or f32 (rounding is round-to-nearest-even).
+    /// Training checkpoints keep the precision they were trained in (f32 on the CPU); this flag is
+    /// what chooses the precision of the exported model.
     #[arg(long, default_value = "bf16")]
     pub dtype: ExportDtype,
     /// Largest shard file, as HF spells it: 5GB (GB = 10^9 bytes), 500MB, 2GiB, or a byte count.
