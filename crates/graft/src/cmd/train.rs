@@ -23,7 +23,7 @@
 
 mod devices;
 mod malloc;
-mod model;
+pub(crate) mod model;
 mod peer;
 
 use std::path::{Path, PathBuf};

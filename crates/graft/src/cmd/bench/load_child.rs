@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::mem::status_bytes;
 use crate::backend::{device, Backend};
 
 /// What one load in a fresh process measured.
@@ -64,16 +65,4 @@ pub fn measure(dir: &Path) -> anyhow::Result<LoadSample> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("parsing the load child's report {line:?}"))
-}
-
-/// A memory field of `/proc/self/status` (e.g. "VmHWM", "VmRSS") in bytes. Linux only.
-pub fn status_bytes(field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .context("reading /proc/self/status (the memory numbers need Linux)")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .with_context(|| format!("no {field} line in /proc/self/status"))
 }

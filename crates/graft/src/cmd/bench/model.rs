@@ -18,39 +18,130 @@ use serde::Serialize;
 
 use super::load_child::{self, LoadSample};
 use super::report::{self, LoadSummary, ModelReport, StepSummary};
-use super::torch;
+use super::{step, step_report, torch};
 use crate::backend::{device, Backend, TrainBackend};
 
-/// The model shape (defaults: ~125M parameters, the PyTorch baseline's defaults).
-#[derive(clap::Args, Debug, Clone, Serialize)]
+/// Named model shapes (`--shape`); `--hidden` … `--seq` override single fields.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Preset {
+    /// ~125M parameters: hidden 768, 12 layers, 12/4 heads, ffn 2048, vocab 32000, seq 512.
+    #[value(name = "125m")]
+    M125,
+    /// The Llama-3 vocabulary on a small body: hidden 128, 2 layers, 4/2 heads, ffn 384,
+    /// vocab 128256, seq 512 (the tiny-demo's architecture, untied).
+    #[value(name = "llama3-vocab")]
+    Llama3Vocab,
+    /// Llama-3-8B: hidden 4096, 32 layers (use --layers for a few), 32/8 heads, ffn 14336,
+    /// vocab 128256, seq 4096.
+    #[value(name = "llama3-8b")]
+    Llama3_8b,
+    /// A test-sized model: hidden 64, 2 layers, 4/2 heads, ffn 176, vocab 384, seq 128.
+    #[value(name = "tiny")]
+    Tiny,
+}
+
+impl Preset {
+    fn shape(self) -> Shape {
+        let s = |hidden, layers, heads, kv_heads, ffn, vocab, seq| Shape {
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            ffn,
+            vocab,
+            seq,
+        };
+        match self {
+            Preset::M125 => s(768, 12, 12, 4, 2048, 32000, 512),
+            Preset::Llama3Vocab => s(128, 2, 4, 2, 384, 128_256, 512),
+            Preset::Llama3_8b => s(4096, 32, 32, 8, 14336, 128_256, 4096),
+            Preset::Tiny => s(64, 2, 4, 2, 176, 384, 128),
+        }
+    }
+}
+
+/// A model shape, resolved from a preset and overrides.
+#[derive(Debug, Clone, Serialize)]
 pub struct Shape {
-    /// Hidden size.
-    #[arg(long, default_value_t = 768)]
     pub hidden: usize,
-    /// Decoder layers.
-    #[arg(long, default_value_t = 12)]
     pub layers: usize,
-    /// Attention heads.
-    #[arg(long, default_value_t = 12)]
     pub heads: usize,
-    /// Key/value heads (grouped-query attention).
-    #[arg(long, default_value_t = 4)]
     pub kv_heads: usize,
-    /// MLP intermediate size.
-    #[arg(long, default_value_t = 2048)]
     pub ffn: usize,
-    /// Vocabulary size.
-    #[arg(long, default_value_t = 32000)]
     pub vocab: usize,
     /// Sequence length of the training step (batch 1).
-    #[arg(long, default_value_t = 512)]
     pub seq: usize,
+}
+
+/// The model shape: a preset (default 125m, the PyTorch baseline's defaults) and overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShapeArgs {
+    /// Named shape; the flags below override its fields.
+    #[arg(long, value_enum, default_value = "125m")]
+    pub shape: Preset,
+    /// Hidden size.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Decoder layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Key/value heads (grouped-query attention).
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// MLP intermediate size.
+    #[arg(long)]
+    pub ffn: Option<usize>,
+    /// Vocabulary size.
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Sequence length of the training step (batch 1).
+    #[arg(long)]
+    pub seq: Option<usize>,
+}
+
+impl ShapeArgs {
+    /// The preset with the overrides applied.
+    pub fn resolve(&self) -> Shape {
+        let mut s = self.shape.shape();
+        for (field, value) in [
+            (&mut s.hidden, self.hidden),
+            (&mut s.layers, self.layers),
+            (&mut s.heads, self.heads),
+            (&mut s.kv_heads, self.kv_heads),
+            (&mut s.ffn, self.ffn),
+            (&mut s.vocab, self.vocab),
+            (&mut s.seq, self.seq),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        s
+    }
 }
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
     #[command(flatten)]
-    pub shape: Shape,
+    pub shape: ShapeArgs,
+    /// Device: `cpu` (the default build) or `cuda:N` (a `--features cuda` build). On the CPU the
+    /// benchmark compares load and forward+backward with PyTorch, then times optimizer steps; on
+    /// CUDA it times optimizer steps only.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceArg,
+    /// Compute dtype, which is the build's: f32 on the CPU, bf16 on CUDA (checked, not chosen).
+    #[arg(long, value_parser = ["f32", "bf16"])]
+    pub dtype: Option<String>,
+    /// Train the optimizer steps with `train.activation_checkpointing = true`.
+    #[arg(long)]
+    pub activation_checkpointing: bool,
+    /// Peak dense FLOP/s of the device in TFLOP/s, for MFU [default: known GPUs by name
+    /// (H100/H200 989, A100 312 for bf16); none on the CPU].
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
     /// Timed repetitions of each measurement (after one warm-up).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub reps: u64,
@@ -60,22 +151,108 @@ pub struct ModelArgs {
     /// Skip the PyTorch baseline.
     #[arg(long)]
     pub no_torch: bool,
+    /// Skip the load and forward+backward comparison (CPU): time optimizer steps only.
+    #[arg(long)]
+    pub steps_only: bool,
+    /// Skip the optimizer steps.
+    #[arg(long)]
+    pub no_train_step: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
 }
 
+/// `--device`: the CPU, or GPU N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda(usize),
+}
+
+fn parse_device(s: &str) -> Result<DeviceArg, String> {
+    if s == "cpu" {
+        return Ok(DeviceArg::Cpu);
+    }
+    let index = match s.strip_prefix("cuda") {
+        Some("") => Some(0),
+        Some(rest) => rest.strip_prefix(':').and_then(|i| i.parse().ok()),
+        None => None,
+    };
+    index
+        .map(DeviceArg::Cuda)
+        .ok_or_else(|| format!("{s:?}: use `cpu` or `cuda:N`"))
+}
+
+/// Checks that this build runs on `device` in `dtype` (the build decides both).
+fn check_build(device: DeviceArg, dtype: Option<&str>) -> anyhow::Result<()> {
+    let cuda_build = cfg!(feature = "cuda");
+    match device {
+        DeviceArg::Cuda(_) if !cuda_build => anyhow::bail!(
+            "--device cuda: this graft was built without CUDA; rebuild with `cargo build --release -p graft --features cuda`"
+        ),
+        DeviceArg::Cpu if cuda_build => anyhow::bail!(
+            "--device cpu: this graft was built with --features cuda and runs on the GPU; use --device cuda:N, or a default build for the CPU"
+        ),
+        _ => {}
+    }
+    let build_dtype = super::step_report::build_dtype_name();
+    if let Some(d) = dtype.filter(|d| *d != build_dtype) {
+        anyhow::bail!("--dtype {d}: this build computes in {build_dtype} (the CPU backend in f32, the CUDA build in bf16)");
+    }
+    Ok(())
+}
+
 pub fn run(args: ModelArgs) -> anyhow::Result<()> {
+    check_build(args.device, args.dtype.as_deref())?;
     let threads = set_threads(args.threads)?;
     let reps = args.reps as usize;
-    let shape = args.shape;
+    let shape = args.shape.resolve();
+    let cpu = match args.device {
+        DeviceArg::Cpu if !args.steps_only => Some(compare_cpu(&args, &shape, threads, reps)?),
+        _ => None,
+    };
+    let steps = if args.no_train_step {
+        None
+    } else {
+        tracing::info!("optimizer steps at seq {}, 1 warm-up + {reps}", shape.seq);
+        Some(step_report::run(&args, &shape, reps)?)
+    };
+    if args.json {
+        let mut value = match &cpu {
+            Some(report) => report::to_json(report),
+            None => serde_json::json!({ "shape": shape, "threads": threads }),
+        };
+        value["train_step"] = serde_json::to_value(&steps)?;
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    if let Some(report) = &cpu {
+        report::print_text(report);
+    }
+    if let Some(steps) = &steps {
+        if cpu.is_some() {
+            println!();
+        }
+        steps.print_text();
+    }
+    Ok(())
+}
+
+/// The CPU comparison with PyTorch: generate a bf16 checkpoint, raw read, load in fresh
+/// processes, forward+backward, and the baseline script on the same shape.
+fn compare_cpu(
+    args: &ModelArgs,
+    shape: &Shape,
+    threads: usize,
+    reps: usize,
+) -> anyhow::Result<ModelReport> {
     let load_avg_start = load_average();
     let tmp = tempfile::tempdir().context("creating a temporary directory for the model")?;
     let dir = tmp.path().join("model");
 
     tracing::info!("generating a random model ({shape:?}) as a bf16 checkpoint");
     let start = Instant::now();
-    let config = generate(&shape, &dir)?;
+    let config = generate(shape, &dir)?;
     let generate_s = start.elapsed().as_secs_f64();
     let files = graft_llama::weight_files(&dir)?.files;
     let file_bytes = files
@@ -91,18 +268,18 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         "forward + backward at seq {}, 1 warm-up + {reps} reps",
         shape.seq
     );
-    let step = measure_step(&dir, &shape, reps)?;
+    let step = measure_step(&dir, shape, reps)?;
     drop(tmp);
 
     let torch = if args.no_torch {
         torch::Baseline::Unavailable("skipped (--no-torch)".into())
     } else {
         tracing::info!("PyTorch baseline on the same shape ({threads} threads)");
-        torch::run(&shape, threads, reps)
+        torch::run(shape, threads, reps)
     };
     let params = graft_llama::memory::param_counts(&config.llama).total();
-    let report = ModelReport {
-        shape,
+    Ok(ModelReport {
+        shape: shape.clone(),
         threads,
         params,
         file_bytes,
@@ -114,13 +291,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         torch,
         load_avg_start,
         load_avg_end: load_average(),
-    };
-    if args.json {
-        report::print_json(&report)
-    } else {
-        report::print_text(&report);
-        Ok(())
-    }
+    })
 }
 
 /// Sets RAYON_NUM_THREADS (before any parallel work starts) and returns the thread count.
@@ -140,8 +311,8 @@ fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
     }
 }
 
-/// Writes a randomly initialized model of `shape` to `dir` as a bf16 HF checkpoint.
-fn generate(shape: &Shape, dir: &Path) -> anyhow::Result<ModelConfig> {
+/// The HF config of a model of `shape` (untied, as the PyTorch baseline).
+pub fn model_config(shape: &Shape) -> anyhow::Result<ModelConfig> {
     let head_dim = shape.hidden / shape.heads.max(1);
     let json = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -152,8 +323,13 @@ fn generate(shape: &Shape, dir: &Path) -> anyhow::Result<ModelConfig> {
         "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
         "torch_dtype": "float32",
     });
-    let config = ModelConfig::from_json_str(&json.to_string(), "bench model config")
-        .context("the benchmark shape is not a valid Llama config")?;
+    ModelConfig::from_json_str(&json.to_string(), "bench model config")
+        .context("the benchmark shape is not a valid Llama config")
+}
+
+/// Writes a randomly initialized model of `shape` to `dir` as a bf16 HF checkpoint.
+fn generate(shape: &Shape, dir: &Path) -> anyhow::Result<ModelConfig> {
+    let config = model_config(shape)?;
     let model = config.llama.init::<Backend>(&device());
     let files = HfDirFiles {
         config: config.clone(),
@@ -229,7 +405,7 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
     let device = device();
     let (model, _) = graft_llama::load::<TrainBackend>(dir, &device)
         .with_context(|| format!("loading {} for the training step", dir.display()))?;
-    let tokens = random_tokens(shape.seq, shape.vocab);
+    let tokens = step::random_tokens(shape.seq, shape.vocab, 0);
     let tokens =
         Tensor::<TrainBackend, 2, Int>::from_data(TensorData::new(tokens, [1, shape.seq]), &device);
     let step = || -> anyhow::Result<(f64, f64, f32)> {
@@ -253,19 +429,6 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
         runs.push((f, b));
     }
     Ok(StepSummary::new(shape.seq, warm_fwd + warm_bwd, loss, runs))
-}
-
-/// Deterministic pseudo-random token ids in `0..vocab` (xorshift).
-fn random_tokens(seq: usize, vocab: usize) -> Vec<i64> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..seq)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % vocab.max(1) as u64) as i64
-        })
-        .collect()
 }
 
 /// The 1-minute load average (`/proc/loadavg`), for judging how noisy the numbers are.

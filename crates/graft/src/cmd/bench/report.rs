@@ -181,10 +181,10 @@ pub fn print_text(r: &ModelReport) {
     }
 }
 
-/// Prints the report as one JSON object (ratios included where the baseline ran).
-pub fn print_json(r: &ModelReport) -> anyhow::Result<()> {
+/// The report as one JSON object (ratios included where the baseline ran).
+pub fn to_json(r: &ModelReport) -> serde_json::Value {
     let t = r.torch();
-    let value = serde_json::json!({
+    serde_json::json!({
         "shape": r.shape,
         "threads": r.threads,
         "params": r.params,
@@ -203,7 +203,5 @@ pub fn print_json(r: &ModelReport) -> anyhow::Result<()> {
         "load_s_vs_torch": t.map(|t| r.load.best_s / t.load_to_f32_s),
         "load_avg_start": r.load_avg_start,
         "load_avg_end": r.load_avg_end,
-    });
-    println!("{}", serde_json::to_string(&value)?);
-    Ok(())
+    })
 }
