@@ -72,7 +72,38 @@ impl DomainVocab {
     /// sentence qualifies (enough distinct specific tokens, not too many distinct tokens).
     pub fn keywords(&self, sentence: &str) -> Option<Vec<String>> {
         let enc = self.domain.encode(sentence, false).ok()?;
-        let ids = enc.get_ids();
+        self.qualify(enc.get_ids())
+    }
+
+    /// [`Self::keywords`] of every sentence, with one encoding of their concatenation (sentences
+    /// keep their trailing whitespace). Whitespace is read as spaces so that a word after a line
+    /// break starts a word, as it does when its sentence is encoded alone.
+    pub fn keywords_of_sentences(&self, sentences: &[String]) -> Vec<Option<Vec<String>>> {
+        let text: String = sentences
+            .concat()
+            .chars()
+            .map(|c| if c.is_ascii_whitespace() { ' ' } else { c })
+            .collect();
+        let Ok(enc) = self.domain.encode(text.as_str(), false) else {
+            return sentences.iter().map(|s| self.keywords(s)).collect();
+        };
+        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); sentences.len()];
+        let mut ends = Vec::with_capacity(sentences.len());
+        let mut end = 0;
+        for s in sentences {
+            end += s.len();
+            ends.push(end);
+        }
+        for (id, (start, _)) in enc.get_ids().iter().zip(enc.get_offsets()) {
+            let i = ends
+                .partition_point(|e| e <= start)
+                .min(sentences.len() - 1);
+            ids[i].push(*id);
+        }
+        ids.iter().map(|ids| self.qualify(ids)).collect()
+    }
+
+    fn qualify(&self, ids: &[u32]) -> Option<Vec<String>> {
         let distinct: HashSet<u32> = ids.iter().copied().collect();
         if distinct.len() > MAX_SENTENCE_TOKENS {
             return None;

@@ -68,6 +68,11 @@ impl Augmenter {
         }
     }
 
+    /// The general tokenizer.
+    pub fn general(&self) -> &Tokenizer {
+        &self.general
+    }
+
     /// The domain vocabulary, if any.
     pub fn domain_vocab(&self) -> Option<&DomainVocab> {
         self.domain.as_ref()
@@ -77,15 +82,19 @@ impl Augmenter {
     fn candidates(&self, parts: &segment::Parts, rng: &mut ChaCha8Rng) -> Vec<Candidate> {
         let mut found = mine::mine_patterns(&parts.context);
         if let Some(vocab) = &self.domain {
-            let mut order: Vec<&String> = parts.sentences.iter().collect();
+            if parts.sentences.is_empty() {
+                return found;
+            }
+            let all = vocab.keywords_of_sentences(&parts.sentences);
+            let mut order: Vec<usize> = (0..parts.sentences.len()).collect();
             order.shuffle(rng);
-            let keyword = order.into_iter().filter_map(|s| {
-                let words = vocab.keywords(s)?;
+            let keyword = order.into_iter().filter_map(|i| {
+                let words = all[i].as_ref()?;
                 Some(Candidate {
                     sub: Sub::Keyword,
                     verbalizer: String::new(),
                     first: words.join(", "),
-                    second: s.trim().to_string(),
+                    second: parts.sentences[i].trim().to_string(),
                 })
             });
             found.extend(keyword.take(keywords::MAX_SENTENCES));
