@@ -84,6 +84,17 @@ pub struct SourceConfig {
     /// Per-source override of `val_fraction`.
     #[serde(default)]
     pub val_fraction: Option<f64>,
+    /// `reading-comprehension`: the domain's name in the templates; `None` means the source name.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// `reading-comprehension`: the base model's `tokenizer.json` (bounds each text to the token
+    /// budget; its words are not domain keywords). Required by that format.
+    #[serde(default)]
+    pub general_tokenizer: Option<PathBuf>,
+    /// `reading-comprehension`: a domain `tokenizer.json` for keyword tasks; `None` trains one on
+    /// the source's own texts.
+    #[serde(default)]
+    pub domain_tokenizer: Option<PathBuf>,
 }
 
 /// Policy for malformed records.
@@ -106,6 +117,8 @@ pub enum Format {
     InstructionAugmented,
     /// General instruction data rendered as `"{question} {response}"`.
     Instruction,
+    /// Raw text augmented with tasks mined from itself by AdaptLLM's rules (see `augment`).
+    ReadingComprehension,
 }
 
 /// File reader.
@@ -216,7 +229,11 @@ impl DataConfig {
                 *p = base_dir.join(&*p);
             }
         };
-        self.sources.iter_mut().for_each(|s| fix(&mut s.path));
+        for s in &mut self.sources {
+            fix(&mut s.path);
+            s.general_tokenizer.as_mut().map(fix);
+            s.domain_tokenizer.as_mut().map(fix);
+        }
         self.tokenizer.as_mut().map(fix);
         self.prepared_dir.as_mut().map(fix);
     }
@@ -260,6 +277,13 @@ impl DataConfig {
             if s.examples_per_doc == 0 {
                 return bad(format!(
                     "source `{}`: examples_per_doc must be >= 1",
+                    s.name
+                ));
+            }
+            if s.format == Format::ReadingComprehension && s.general_tokenizer.is_none() {
+                return bad(format!(
+                    "source `{}`: format = \"reading-comprehension\" needs general_tokenizer = \"path/to/tokenizer.json\" \
+                     (the base model's tokenizer: it bounds each text to the token budget and its words are not domain keywords)",
                     s.name
                 ));
             }

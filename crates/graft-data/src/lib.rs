@@ -1,6 +1,7 @@
 //! graft-data: corpora → templated text → tokens → packed, mixed, resumable batches.
 //!
 //! Stages, one module each:
+//! - [`augment`]: raw text → reading-comprehension documents (AdaptLLM rules, `graft augment`).
 //! - [`config`]: the recipe's `[data]` table ([`DataConfig`], [`SourceConfig`]).
 //! - [`read`]: files (JSONL, `.gz`/`.zst`, Parquet, `.txt`) → records.
 //! - [`format`]: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`).
@@ -22,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod augment;
 pub mod config;
 pub mod error;
 pub mod eval;

@@ -143,8 +143,38 @@ pub fn source_config_hash(config: &DataConfig, source: &SourceConfig) -> String 
         "on_bad_record": config.on_bad_record,
         "add_bos": config.add_bos,
         "add_eos": config.add_eos,
+        "augment": augment_key(source),
     });
     hex(&Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// What a `reading-comprehension` source's documents depend on besides the file itself: the rules'
+/// version, domain name, tokenizer paths and, when the domain tokenizer is trained on the source, every
+/// file of the source (adding or changing one retrains it). `null` for other formats.
+fn augment_key(source: &SourceConfig) -> serde_json::Value {
+    if source.format != Format::ReadingComprehension {
+        return serde_json::Value::Null;
+    }
+    let corpus: Vec<(PathBuf, u64, u64, u32)> = match &source.domain_tokenizer {
+        Some(_) => Vec::new(),
+        None => source
+            .files()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let s = FileStamp::of(&p).ok();
+                let (size, secs, ns) = s.map_or((0, 0, 0), |s| (s.size, s.mtime_s, s.mtime_ns));
+                (p, size, secs, ns)
+            })
+            .collect(),
+    };
+    serde_json::json!({
+        "rules": crate::augment::RULES_VERSION,
+        "domain": source.domain,
+        "general_tokenizer": source.general_tokenizer,
+        "domain_tokenizer": source.domain_tokenizer,
+        "corpus": corpus,
+    })
 }
 
 /// Shard file name for one input file of a source.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::config::{DataConfig, OnBadRecord, SourceConfig};
+use crate::config::{DataConfig, Format, OnBadRecord, SourceConfig};
 use crate::error::{DataError, Result};
 use crate::format::{RenderStats, Renderer};
 use crate::read::{for_each_record, Flow};
@@ -22,6 +22,9 @@ pub fn render_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut renderer = Renderer::new(source, seed, &file_key);
+    if source.format == Format::ReadingComprehension {
+        renderer = renderer.with_augmenter(crate::augment::recipe::for_source(source)?);
+    }
     let mut bad = 0u64;
     let mut stopped = false;
     for_each_record(path, kind, &source.text_field, &mut |record| {

@@ -35,6 +35,8 @@ enum Command {
     /// Look at a recipe's data sources.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Augment raw domain text with reading-comprehension tasks mined by rules (AdaptLLM).
+    Augment(cmd::augment::Args),
     /// Tokenize a recipe's sources into pre-tokenized shards.
     Prepare(cmd::prepare::Args),
     /// Run a training recipe (continual pre-training, full or LoRA).
@@ -59,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Eval(c) => cmd::eval::run(c),
         Command::Data(c) => cmd::data::run(c),
+        Command::Augment(a) => cmd::augment::run(a),
         Command::Prepare(a) => cmd::prepare::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Export(a) => cmd::export::run(a),

@@ -140,3 +140,20 @@ fn placeholder_corpora_fail_naming_the_path() {
         }
     }
 }
+
+#[test]
+fn tiny_reading_comprehension_renders_mined_tasks_at_prepare_time() {
+    let r = load("tiny-reading-comprehension.toml");
+    assert_one_to_one(&r);
+    let source = r.data.source("biomedicine").unwrap();
+    assert_eq!(source.format, graft_data::Format::ReadingComprehension);
+    assert!(source.general_tokenizer.as_ref().unwrap().is_file());
+    assert!(!source.files().unwrap().is_empty());
+    let docs = graft_data::preview(&r.data, "biomedicine", 3).unwrap();
+    assert_eq!(docs.len(), 3);
+    for doc in &docs {
+        // the raw text is there, and tasks mined from its planted connectives follow or wrap it
+        assert!(doc.contains("Bioavailability is defined as"), "{doc}");
+        assert!(doc.len() > 1500, "no tasks appended: {doc}");
+    }
+}

@@ -1,13 +1,17 @@
-//! Formats: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`).
+//! Formats: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`,
+//! `reading-comprehension`).
 
 pub mod synth;
 pub mod templates;
+
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::augment::Augmenter;
 use crate::config::{Format, SourceConfig};
 pub use synth::{parse_synth_output, ParsedPairs, QaPair};
 pub use templates::{Template, TEMPLATES};
@@ -43,6 +47,7 @@ pub struct Renderer<'a> {
     file_key: String,
     pending: Vec<Example>,
     documents: u64,
+    augmenter: Option<Arc<Augmenter>>,
     /// Counts so far.
     pub stats: RenderStats,
 }
@@ -56,8 +61,15 @@ impl<'a> Renderer<'a> {
             file_key: file_key.to_string(),
             pending: Vec::new(),
             documents: 0,
+            augmenter: None,
             stats: RenderStats::default(),
         }
+    }
+
+    /// Uses `augmenter` for the `reading-comprehension` format (see [`crate::augment::recipe`]).
+    pub fn with_augmenter(mut self, augmenter: Arc<Augmenter>) -> Self {
+        self.augmenter = Some(augmenter);
+        self
     }
 
     /// Adds one record; returns a finished document if this record completed one, or the reason the
@@ -66,6 +78,7 @@ impl<'a> Renderer<'a> {
         let doc = match self.source.format {
             Format::Raw => Some(self.raw(record)?),
             Format::Instruction => Some(self.instruction(record)?),
+            Format::ReadingComprehension => Some(self.reading(record)?),
             Format::InstructionAugmented => {
                 let example = self.example(record)?;
                 self.pending.push(example);
@@ -111,6 +124,17 @@ impl<'a> Renderer<'a> {
             return Err(format!("field `{}` is empty", self.source.text_field));
         }
         Ok(text.to_string())
+    }
+
+    /// The record's text with tasks mined from it, seeded per document like the other formats.
+    fn reading(&mut self, record: &Value) -> Result<String, String> {
+        let text = self.raw(record)?;
+        let seed = self.doc_seed();
+        self.documents += 1;
+        let aug = self.augmenter.as_ref().ok_or(
+            "format `reading-comprehension` needs an augmenter (graft_data::augment::recipe::for_source)",
+        )?;
+        Ok(aug.augment(&text, seed, 0).text)
     }
 
     fn instruction(&self, record: &Value) -> Result<String, String> {

@@ -1,4 +1,5 @@
 //! One module per subcommand: its clap arguments and a `run` function.
+pub mod augment;
 pub mod bench;
 pub mod data;
 pub mod download;
