@@ -85,12 +85,13 @@ impl<B: Backend> RotaryRows<B> {
 
 impl<B: Backend> Positions<B> {
     /// Tables for queries at positions `offset..offset + seq`, for `heads` query heads and
-    /// `kv_heads` key/value heads.
+    /// `kv_heads` key/value heads; `window`: Mistral's sliding window (see [`causal_bias`]).
     pub fn new(
         rope: &Rope,
         offset: usize,
         seq: usize,
         [heads, kv_heads]: [usize; 2],
+        window: Option<usize>,
         device: &B::Device,
     ) -> Self {
         let (cos, sin) = rope.tables::<B>(offset, seq, device);
@@ -101,7 +102,7 @@ impl<B: Backend> Positions<B> {
             rot: rotate_half_matrix(head_dim, device),
             cos,
             sin,
-            bias: causal_bias(offset, seq, device),
+            bias: causal_bias(offset, seq, window, device),
         }
     }
 }
@@ -200,12 +201,18 @@ pub fn grouped_attention<B: Backend>(
 }
 
 /// Additive causal mask for queries at positions `offset..offset + seq` over keys
-/// `0..offset + seq`: 0 where key `j ≤ offset + i`, −∞ elsewhere. Built on the device, once per
-/// forward pass.
+/// `0..offset + seq`: 0 where key `j ≤ offset + i`, −∞ elsewhere. With a sliding `window` W
+/// (Mistral) also −∞ where `j ≤ offset + i − W`: a query sees W keys, itself included, by
+/// absolute position (cached keys too). Built on the device, once per forward pass.
 ///
 /// # Shapes
 /// - output: `[seq, offset + seq]` (f32)
-pub fn causal_bias<B: Backend>(offset: usize, seq: usize, device: &B::Device) -> Tensor<B, 2> {
+pub fn causal_bias<B: Backend>(
+    offset: usize,
+    seq: usize,
+    window: Option<usize>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let seq_k = offset + seq;
     let rows = Tensor::<B, 1, Int>::arange(offset as i64..seq_k as i64, device)
         .reshape([seq, 1])
@@ -213,7 +220,11 @@ pub fn causal_bias<B: Backend>(offset: usize, seq: usize, device: &B::Device) ->
     let cols = Tensor::<B, 1, Int>::arange(0..seq_k as i64, device)
         .reshape([1, seq_k])
         .expand([seq, seq_k]);
+    let mut masked = cols.clone().greater(rows.clone());
+    if let Some(w) = window {
+        masked = masked.bool_or(cols.add_scalar(w as i64).lower_equal(rows));
+    }
     Tensor::<B, 2>::zeros([seq, seq_k], device)
         .cast(DType::F32)
-        .mask_fill(cols.greater(rows), f32::NEG_INFINITY)
+        .mask_fill(masked, f32::NEG_INFINITY)
 }

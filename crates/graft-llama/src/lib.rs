@@ -14,6 +14,7 @@
 //! [`memory`] for size reports.
 
 pub mod attention;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod export;
