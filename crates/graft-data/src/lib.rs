@@ -37,7 +37,7 @@ pub mod stream;
 pub mod synthesis;
 pub mod tokenize;
 
-pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig};
+pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig, SynthesizeConfig};
 pub use error::{DataError, Result};
 pub use eval::EvalIter;
 pub use manifest::{FileEntry, Manifest, PrepareRun, SourceManifest};

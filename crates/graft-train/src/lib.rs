@@ -18,6 +18,7 @@ pub mod recipe;
 pub mod schedule;
 pub mod source;
 pub mod state;
+pub mod synthesize;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointDir};

@@ -6,6 +6,7 @@ mod backend;
 mod cmd;
 mod prep;
 mod progress;
+mod synth_prep;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ enum Command {
     Data(cmd::data::DataCommand),
     /// Tokenize a recipe's sources into pre-tokenized shards.
     Prepare(cmd::prepare::Args),
+    /// Turn raw domain texts into instruction-augmented records with the instruction synthesizer.
+    Synthesize(cmd::synthesize::Args),
     /// Run a training recipe (continual pre-training, full or LoRA).
     Train(cmd::train::Args),
     /// Export a checkpoint to a HuggingFace model directory.
@@ -60,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(c) => cmd::eval::run(c),
         Command::Data(c) => cmd::data::run(c),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Synthesize(a) => cmd::synthesize::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Generate(a) => cmd::generate::run(a),

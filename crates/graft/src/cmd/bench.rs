@@ -10,6 +10,7 @@
 mod load_child;
 mod model;
 mod report;
+mod synth;
 mod torch;
 
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     /// Model benchmark: load time vs raw read, peak RSS vs model size, forward+backward tokens/s,
     /// each against PyTorch CPU on the same shape.
     Model(model::ModelArgs),
+    /// Synthesizer benchmark: generated tokens/s of `graft synthesize`'s path against
+    /// transformers' batched greedy `generate` on the same model, prompts, batch size and threads.
+    Synthesize(synth::SynthArgs),
     /// (internal) Load the checkpoint in DIR and print the load time and peak RSS as JSON; run by
     /// `bench model` in a fresh process so that the peak RSS is the load's alone.
     #[command(hide = true)]
@@ -37,6 +41,7 @@ pub enum BenchCommand {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Model(a) => model::run(a),
+        BenchCommand::Synthesize(a) => synth::run(a),
         BenchCommand::LoadChild { dir } => load_child::run(&dir),
     }
 }
