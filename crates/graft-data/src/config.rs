@@ -95,6 +95,50 @@ pub struct SourceConfig {
     /// the source's own texts.
     #[serde(default)]
     pub domain_tokenizer: Option<PathBuf>,
+    /// `format = "raw"` only: run the instruction synthesizer over the texts first (`graft
+    /// prepare` does, with a Burn model), then use its output as `instruction-augmented` data.
+    #[serde(default)]
+    pub synthesize: Option<SynthesizeConfig>,
+}
+
+/// `synthesize = { model = "instruction-pretrain/instruction-synthesizer" }` on a raw source: the
+/// settings of `graft synthesize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthesizeConfig {
+    /// The synthesizer: a directory (relative to the recipe) or a Hub repo id in the HF cache.
+    pub model: String,
+    /// Hub revision, when `model` is a repo id.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Rounds M (LMOps's M-shot chaining).
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+    /// Most tokens generated per text.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// Prompt + output length bound.
+    #[serde(default = "default_max_model_len")]
+    pub max_model_len: usize,
+    /// Prompts generated together.
+    #[serde(default = "default_synth_batch")]
+    pub batch_size: usize,
+}
+
+fn default_rounds() -> usize {
+    2
+}
+
+fn default_max_new_tokens() -> usize {
+    400
+}
+
+fn default_max_model_len() -> usize {
+    4096
+}
+
+fn default_synth_batch() -> usize {
+    16
 }
 
 /// Policy for malformed records.
@@ -286,6 +330,21 @@ impl DataConfig {
                      (the base model's tokenizer: it bounds each text to the token budget and its words are not domain keywords)",
                     s.name
                 ));
+            }
+            if let Some(syn) = &s.synthesize {
+                if s.format != Format::Raw {
+                    return bad(format!(
+                        "source `{}`: synthesize needs format = \"raw\" (the synthesizer writes the pairs)",
+                        s.name
+                    ));
+                }
+                if syn.rounds == 0 || syn.batch_size == 0 || syn.max_new_tokens >= syn.max_model_len
+                {
+                    return bad(format!(
+                        "source `{}`: synthesize needs rounds >= 1, batch_size >= 1 and max_new_tokens < max_model_len",
+                        s.name
+                    ));
+                }
             }
             if let Some(v) = s.val_fraction.filter(|v| !(0.0..1.0).contains(v)) {
                 return bad(format!(

@@ -7,6 +7,7 @@
 //! - [`format`]: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`).
 //! - [`source`]: a source's files → documents with the bad-record policy; [`preview`].
 //! - [`tokenize`], [`shard`], [`prepare()`](prepare::prepare): documents → pre-tokenized shards + manifest.
+//! - [`synthesis`]: the instruction synthesizer's protocol (prompts, rounds, parsing) as LMOps runs it.
 //! - [`prepared`], [`stream`], [`eval`]: shards → mixed, packed, resumable batches; held-out batches.
 //!
 //! ```no_run
@@ -35,9 +36,10 @@ pub mod read;
 pub mod shard;
 pub mod source;
 pub mod stream;
+pub mod synthesis;
 pub mod tokenize;
 
-pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig};
+pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig, SynthesizeConfig};
 pub use error::{DataError, Result};
 pub use eval::EvalIter;
 pub use manifest::{FileEntry, Manifest, PrepareRun, SourceManifest};

@@ -31,7 +31,13 @@ pub fn render_file(
         let rendered = record.value.and_then(|v| renderer.push(&v));
         match rendered {
             Ok(Some(doc)) => {
-                let flow = sink(doc)?;
+                let mut flow = sink(doc)?;
+                while flow == Flow::Continue {
+                    let Some(doc) = renderer.next_ready() else {
+                        break;
+                    };
+                    flow = sink(doc)?;
+                }
                 stopped = flow == Flow::Stop;
                 Ok(flow)
             }
@@ -51,8 +57,12 @@ pub fn render_file(
         }
     })?;
     if !stopped {
-        if let Some(doc) = renderer.finish() {
-            sink(doc)?;
+        let mut next = renderer.finish();
+        while let Some(doc) = next {
+            if sink(doc)? == Flow::Stop {
+                break;
+            }
+            next = renderer.next_ready();
         }
     }
     let mut stats = renderer.stats;

@@ -138,3 +138,48 @@ fn preview_renders_the_first_documents_of_a_source() {
         .to_string()
         .contains("nope"));
 }
+
+#[test]
+fn synthesize_output_is_chained_as_the_synthesizer_chained_it() {
+    // `examples_per_doc` is ignored for records with a `synth` link.
+    let c = source("format = \"instruction-augmented\"\nexamples_per_doc = 5");
+    let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
+    let record = |i: usize, previous: &[usize], q: &str| {
+        json!({"text": format!("Text {i}."), "synthesizer_output": "…",
+               "qa_pairs": [{"question": q, "answer": format!("A{i}.")}],
+               "synth": {"index": i, "round": i / 2, "texts_per_round": 2, "previous": previous}})
+    };
+    let mut docs = Vec::new();
+    for (i, prev, q) in [
+        (0, &[][..], "Q0?"),
+        (1, &[], ""),
+        (2, &[0], "Q2?"),
+        (3, &[], "Q3?"),
+    ] {
+        docs.extend(r.push(&record(i, prev, q)).unwrap());
+        docs.extend(std::iter::from_fn(|| r.next_ready()));
+    }
+    assert!(docs.is_empty(), "every chain can still grow until the end");
+    docs.extend(r.finish());
+    docs.extend(std::iter::from_fn(|| r.next_ready()));
+    let starts: Vec<&str> = docs.iter().map(|d| &d[..7]).collect();
+    assert_eq!(starts, ["Text 1.", "Text 0.", "Text 3."]);
+    assert_eq!(
+        docs[0], "Text 1.",
+        "the pair with an empty question is dropped"
+    );
+    assert!(docs[1].contains("Q0?") && docs[1].contains("\n\nText 2.\n\n"));
+    assert_eq!(r.stats.dropped_pairs, 1);
+    // A chain is emitted as soon as no later text can continue it.
+    let mut r = Renderer::new(&c.sources[0], c.seed, "x.jsonl");
+    r.push(&record(0, &[], "Q0?")).unwrap();
+    r.push(&record(1, &[], "Q1?")).unwrap();
+    r.push(&record(2, &[], "Q2?")).unwrap();
+    let doc = r.push(&record(3, &[], "Q3?")).unwrap();
+    assert!(doc.unwrap().starts_with("Text 0."));
+    assert!(r.next_ready().is_none());
+    assert!(r
+        .push(&json!({"text": "T", "qa_pairs": [], "synth": {"index": "x"}}))
+        .unwrap_err()
+        .contains("synth"));
+}

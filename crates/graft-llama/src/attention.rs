@@ -52,6 +52,8 @@ pub struct Positions<B: Backend> {
     /// Additive causal mask, `[seq, offset + seq]` (f32), for incremental decoding only: a pass
     /// without a KV cache attends through [`flash_attention`], which masks tile by tile.
     pub bias: Option<Tensor<B, 2>>,
+    /// Sliding window (Mistral): query `i` sees keys `j` with `i − window < j ≤ i`.
+    pub window: Option<usize>,
     /// `rotate_half` as a matrix, `[head_dim, head_dim]` (see [`rotate_half_matrix`]).
     pub rot: Tensor<B, 2>,
     /// `cos`/`sin` laid out for the query heads.
@@ -87,13 +89,15 @@ impl<B: Backend> RotaryRows<B> {
 
 impl<B: Backend> Positions<B> {
     /// Tables for queries at positions `offset..offset + seq`, for `heads` query heads and
-    /// `kv_heads` key/value heads; with `cached`, also the causal mask over the cached keys.
+    /// `kv_heads` key/value heads; with `cached`, also the causal mask over the cached keys;
+    /// `window`: Mistral's sliding window (see [`causal_bias`]).
     pub fn new(
         rope: &Rope,
         offset: usize,
         seq: usize,
         [heads, kv_heads]: [usize; 2],
         cached: bool,
+        window: Option<usize>,
         device: &B::Device,
     ) -> Self {
         let (cos, sin) = rope.tables::<B>(offset, seq, device);
@@ -104,7 +108,8 @@ impl<B: Backend> Positions<B> {
             rot: rotate_half_matrix(head_dim, device),
             cos,
             sin,
-            bias: cached.then(|| causal_bias(offset, seq, device)),
+            bias: cached.then(|| causal_bias(offset, seq, window, device)),
+            window,
         }
     }
 }
@@ -164,11 +169,16 @@ impl<B: FusedOps> Attention<B> {
                 let offset = k.dims()[2] - seq;
                 let bias = match &pos.bias {
                     Some(bias) => bias.clone(),
-                    None => causal_bias(offset, seq, &k.device()),
+                    None => causal_bias(offset, seq, pos.window, &k.device()),
                 };
                 grouped_attention(q, k, v, &bias)
             }
-            None => flash_attention(q, k, v, FlashOptions::causal(self.head_dim)),
+            None => flash_attention(
+                q,
+                k,
+                v,
+                FlashOptions::causal(self.head_dim).with_window(pos.window),
+            ),
         };
         let out = out
             .swap_dims(1, 2)
@@ -212,12 +222,18 @@ pub fn grouped_attention<B: Backend>(
 }
 
 /// Additive causal mask for queries at positions `offset..offset + seq` over keys
-/// `0..offset + seq`: 0 where key `j ≤ offset + i`, −∞ elsewhere. Built on the device, once per
-/// forward pass.
+/// `0..offset + seq`: 0 where key `j ≤ offset + i`, −∞ elsewhere. With a sliding `window` W
+/// (Mistral) also −∞ where `j ≤ offset + i − W`: a query sees W keys, itself included, by
+/// absolute position (cached keys too). Built on the device, once per forward pass.
 ///
 /// # Shapes
 /// - output: `[seq, offset + seq]` (f32)
-pub fn causal_bias<B: Backend>(offset: usize, seq: usize, device: &B::Device) -> Tensor<B, 2> {
+pub fn causal_bias<B: Backend>(
+    offset: usize,
+    seq: usize,
+    window: Option<usize>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let seq_k = offset + seq;
     let rows = Tensor::<B, 1, Int>::arange(offset as i64..seq_k as i64, device)
         .reshape([seq, 1])
@@ -225,7 +241,11 @@ pub fn causal_bias<B: Backend>(offset: usize, seq: usize, device: &B::Device) ->
     let cols = Tensor::<B, 1, Int>::arange(0..seq_k as i64, device)
         .reshape([1, seq_k])
         .expand([seq, seq_k]);
+    let mut masked = cols.clone().greater(rows.clone());
+    if let Some(w) = window {
+        masked = masked.bool_or(cols.add_scalar(w as i64).lower_equal(rows));
+    }
     Tensor::<B, 2>::zeros([seq, seq_k], device)
         .cast(DType::F32)
-        .mask_fill(cols.greater(rows), f32::NEG_INFINITY)
+        .mask_fill(masked, f32::NEG_INFINITY)
 }

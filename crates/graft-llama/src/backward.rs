@@ -65,7 +65,7 @@ fn checkpointed<B: TrainBackend>(
     let device = tokens.device();
     let c = model.config();
     let heads = [c.num_attention_heads, c.num_key_value_heads];
-    let pos = Positions::new(&model.rope, 0, seq, heads, false, &device);
+    let pos = Positions::new(&model.rope, 0, seq, heads, false, c.sliding_window, &device);
     let reseed = |layer: usize| B::seed(&device, layer_seed(options.seed, layer));
 
     // Forward without a graph (every parameter detached), keeping each layer's input.

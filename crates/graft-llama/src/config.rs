@@ -75,6 +75,9 @@ pub struct HfConfig {
     pub attention_bias: bool,
     #[serde(default)]
     pub mlp_bias: bool,
+    /// Mistral's sliding-window attention span (`null` or absent: full attention).
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
 }
 
 fn default_rms_norm_eps() -> f64 {
@@ -106,6 +109,9 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<u32>,
     /// `torch_dtype` (or `dtype`) of the checkpoint, e.g. "bfloat16".
     pub torch_dtype: Option<String>,
+    /// Mistral: each query attends to at most this many keys (itself included); `None` for Llama.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
 }
 
 /// A parsed `config.json`: the internal config plus the raw JSON it came from.
@@ -210,6 +216,7 @@ impl HfConfig {
                 .map(TokenIds::to_vec)
                 .unwrap_or_default(),
             torch_dtype: self.torch_dtype.clone().or_else(|| self.dtype.clone()),
+            sliding_window: self.window(path)?,
         })
     }
 
@@ -218,18 +225,20 @@ impl HfConfig {
             path: path.to_path_buf(),
             message,
         };
-        match self.model_type.as_deref() {
-            Some("llama") => {}
+        let arch = match self.model_type.as_deref() {
+            Some("llama") => "LlamaForCausalLM",
+            Some("mistral") => "MistralForCausalLM",
             other => {
                 return Err(unsupported(format!(
-                    "model_type is {other:?}, graft supports only \"llama\" (Llama-3, 3.1, 3.2)"
+                    "model_type is {other:?}, graft supports \"llama\" (Llama-3, 3.1, 3.2) and \"mistral\" (Mistral-7B-v0.1 architecture)"
                 )))
             }
-        }
+        };
         if let Some(archs) = &self.architectures {
-            if let Some(bad) = archs.iter().find(|a| a.as_str() != "LlamaForCausalLM") {
+            if let Some(bad) = archs.iter().find(|a| a.as_str() != arch) {
                 return Err(unsupported(format!(
-                    "architecture {bad} is not supported; graft supports only LlamaForCausalLM"
+                    "architecture {bad} is not supported with model_type {:?}; graft supports {arch}",
+                    self.model_type.as_deref().unwrap_or_default()
                 )));
             }
         }
@@ -247,6 +256,20 @@ impl HfConfig {
             }
         }
         Ok(())
+    }
+
+    /// The sliding window of a Mistral config (Llama configs have none, whatever they say).
+    fn window(&self, path: &Path) -> Result<Option<usize>> {
+        if self.model_type.as_deref() != Some("mistral") {
+            return Ok(None);
+        }
+        match self.sliding_window {
+            Some(0) => Err(Error::InvalidConfig {
+                path: path.to_path_buf(),
+                message: "sliding_window must be positive (null for full attention)".into(),
+            }),
+            w => Ok(w),
+        }
     }
 
     /// Resolves `(rope_theta, llama3 scaling)` from `rope_parameters` or `rope_theta` + `rope_scaling`.

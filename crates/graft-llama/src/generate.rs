@@ -154,7 +154,7 @@ pub fn generate<B: crate::ops::FusedOps>(
     })
 }
 
-fn check(
+pub(crate) fn check(
     prompt: &[u32],
     config: &GenerateConfig,
     vocab: usize,

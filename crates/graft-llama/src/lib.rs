@@ -15,6 +15,7 @@
 
 pub mod attention;
 pub mod backward;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod export;

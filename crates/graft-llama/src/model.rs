@@ -64,6 +64,11 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The per-layer caches (`None` for a layer not run yet).
+    pub fn into_layers(self) -> Vec<Option<LayerCache<B>>> {
+        self.layers
+    }
 }
 
 /// Touches every parameter so that lazily initialised ones are drawn now.
@@ -207,7 +212,8 @@ impl<B: FusedOps> Llama<B> {
             self.config.num_attention_heads,
             self.config.num_key_value_heads,
         ];
-        let pos = Positions::new(&self.rope, offset, seq, heads, cache.is_some(), &device);
+        let window = self.config.sliding_window;
+        let pos = Positions::new(&self.rope, offset, seq, heads, cache.is_some(), window, &device);
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);

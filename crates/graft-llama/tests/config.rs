@@ -111,10 +111,14 @@ fn old_type_spelling_and_defaults() {
 
 #[test]
 fn unknown_model_type_is_an_error() {
-    let json = with(configs::LLAMA3_8B, "model_type", "mistral".into());
+    let json = with(configs::LLAMA3_8B, "model_type", "gemma".into());
     let err = parse(&json).unwrap_err();
     assert!(matches!(err, Error::UnsupportedConfig { .. }), "{err}");
-    assert!(err.to_string().contains("mistral"), "{err}");
+    assert!(err.to_string().contains("gemma"), "{err}");
+    // "mistral" is supported, but not with a Llama architecture.
+    let json = with(configs::LLAMA3_8B, "model_type", "mistral".into());
+    let err = parse(&json).unwrap_err();
+    assert!(err.to_string().contains("LlamaForCausalLM"), "{err}");
 }
 
 #[test]

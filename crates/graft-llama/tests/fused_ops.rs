@@ -157,6 +157,7 @@ fn tied_embeddings_get_both_gradients() {
         bos_token_id: None,
         eos_token_ids: vec![],
         torch_dtype: None,
+        sliding_window: None,
     };
     let device = Default::default();
     let model = config.init::<AB>(&device).materialize();

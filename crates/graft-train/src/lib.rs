@@ -19,6 +19,7 @@ pub mod recipe;
 pub mod schedule;
 pub mod source;
 pub mod state;
+pub mod synthesize;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointDir};

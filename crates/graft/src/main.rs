@@ -6,6 +6,7 @@ mod backend;
 mod cmd;
 mod prep;
 mod progress;
+mod synth_prep;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
     Augment(cmd::augment::Args),
     /// Tokenize a recipe's sources into pre-tokenized shards.
     Prepare(cmd::prepare::Args),
+    /// Turn raw domain texts into instruction-augmented records with the instruction synthesizer.
+    Synthesize(cmd::synthesize::Args),
     /// Run a training recipe (continual pre-training, full or LoRA).
     Train(cmd::train::Args),
     /// Export a checkpoint to a HuggingFace model directory.
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Data(c) => cmd::data::run(c),
         Command::Augment(a) => cmd::augment::run(a),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Synthesize(a) => cmd::synthesize::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Generate(a) => cmd::generate::run(a),

@@ -100,6 +100,7 @@ pub fn prepare(
     out: &Path,
     recipe: &Path,
 ) -> anyhow::Result<Manifest> {
+    let config = &crate::synth_prep::synthesize_sources(config, out, recipe)?;
     let manifest = graft_data::prepare(config, tokenizer, out).with_context(|| {
         format!(
             "preparing the data of {} in {}",

@@ -1,6 +1,7 @@
 //! Formats: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`,
 //! `reading-comprehension`).
 
+mod chains;
 pub mod synth;
 pub mod templates;
 
@@ -13,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::augment::Augmenter;
 use crate::config::{Format, SourceConfig};
+use crate::synthesis::SynthLink;
+use chains::LinkedChains;
 pub use synth::{parse_synth_output, ParsedPairs, QaPair};
 pub use templates::{Template, TEMPLATES};
 
@@ -46,6 +49,8 @@ pub struct Renderer<'a> {
     seed: u64,
     file_key: String,
     pending: Vec<Example>,
+    linked: LinkedChains,
+    ready: std::collections::VecDeque<Vec<Example>>,
     documents: u64,
     augmenter: Option<Arc<Augmenter>>,
     /// Counts so far.
@@ -60,6 +65,8 @@ impl<'a> Renderer<'a> {
             seed,
             file_key: file_key.to_string(),
             pending: Vec::new(),
+            linked: LinkedChains::default(),
+            ready: Default::default(),
             documents: 0,
             augmenter: None,
             stats: RenderStats::default(),
@@ -73,37 +80,65 @@ impl<'a> Renderer<'a> {
     }
 
     /// Adds one record; returns a finished document if this record completed one, or the reason the
-    /// record is malformed (the caller decides whether that is an error).
+    /// record is malformed (the caller decides whether that is an error). A record of a
+    /// `graft synthesize` output can complete several chains: the others wait in
+    /// [`Renderer::next_ready`].
+    ///
+    /// `instruction-augmented` records with a `synth` link (the output of `graft synthesize`) are
+    /// chained as the synthesizer chained them; other records `examples_per_doc` at a time.
     pub fn push(&mut self, record: &Value) -> Result<Option<String>, String> {
         let doc = match self.source.format {
             Format::Raw => Some(self.raw(record)?),
             Format::Instruction => Some(self.instruction(record)?),
             Format::ReadingComprehension => Some(self.reading(record)?),
-            Format::InstructionAugmented => {
-                let example = self.example(record)?;
-                self.pending.push(example);
-                (self.pending.len() >= self.source.examples_per_doc)
-                    .then(|| self.flush())
-                    .flatten()
-            }
+            Format::InstructionAugmented => self.augmented(record)?,
         };
         self.stats.records += 1;
         Ok(doc)
     }
 
-    /// The last, possibly shorter, chained document.
-    pub fn finish(&mut self) -> Option<String> {
-        self.flush()
+    fn augmented(&mut self, record: &Value) -> Result<Option<String>, String> {
+        let link = match record.get("synth") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value::<SynthLink>(v.clone())
+                    .map_err(|e| format!("field `synth` is not a synthesis link: {e}"))?,
+            ),
+        };
+        let example = self.example(record, link.is_some())?;
+        if let Some(link) = link {
+            let done = self.linked.push(&link, example);
+            self.ready.extend(done);
+            return Ok(self.next_ready());
+        }
+        self.pending.push(example);
+        if self.pending.len() >= self.source.examples_per_doc {
+            let examples = std::mem::take(&mut self.pending);
+            return Ok(Some(self.render(examples)));
+        }
+        Ok(None)
     }
 
-    fn flush(&mut self) -> Option<String> {
-        if self.pending.is_empty() {
-            return None;
+    /// A finished document waiting to be taken (after [`Renderer::push`] or [`Renderer::finish`]).
+    pub fn next_ready(&mut self) -> Option<String> {
+        let examples = self.ready.pop_front()?;
+        Some(self.render(examples))
+    }
+
+    /// The last, possibly shorter, chained document (more may follow from [`Renderer::next_ready`]).
+    pub fn finish(&mut self) -> Option<String> {
+        let done = self.linked.finish();
+        self.ready.extend(done);
+        if !self.pending.is_empty() {
+            self.ready.push_back(std::mem::take(&mut self.pending));
         }
-        let examples = std::mem::take(&mut self.pending);
+        self.next_ready()
+    }
+
+    fn render(&mut self, examples: Vec<Example>) -> String {
         let mut rng = ChaCha8Rng::seed_from_u64(self.doc_seed());
         self.documents += 1;
-        Some(render_examples(&examples, &mut rng))
+        render_examples(&examples, &mut rng)
     }
 
     fn doc_seed(&self) -> u64 {
@@ -142,7 +177,9 @@ impl<'a> Renderer<'a> {
         Ok(format!("{} {}", pair.question, pair.answer))
     }
 
-    fn example(&mut self, record: &Value) -> Result<Example, String> {
+    /// One example; `synthesized`: the pairs come from `graft synthesize`, which keeps what LMOps
+    /// keeps — pairs with an empty side or a tag are dropped here and counted, not errors.
+    fn example(&mut self, record: &Value, synthesized: bool) -> Result<Example, String> {
         let text = synth::strip_tags(string_field(record, &self.source.text_field)?);
         if text.is_empty() {
             return Err(format!("field `{}` is empty", self.source.text_field));
@@ -155,6 +192,7 @@ impl<'a> Renderer<'a> {
                 self.stats.dropped_pairs += parsed.dropped as u64;
                 parsed.pairs
             }
+            Some(Value::Array(items)) if synthesized => self.synthesized_pairs(items),
             Some(Value::Array(items)) => {
                 let pairs: Result<Vec<QaPair>, String> =
                     items.iter().map(|p| self.pair_from(p)).collect();
@@ -167,6 +205,19 @@ impl<'a> Renderer<'a> {
             }
         };
         Ok(Example { text, pairs })
+    }
+
+    fn synthesized_pairs(&mut self, items: &[Value]) -> Vec<QaPair> {
+        let mut pairs = Vec::with_capacity(items.len());
+        for item in items {
+            match self.pair_from(item) {
+                Ok(p) if !synth::has_tag(&p.question) && !synth::has_tag(&p.answer) => {
+                    pairs.push(p)
+                }
+                _ => self.stats.dropped_pairs += 1,
+            }
+        }
+        pairs
     }
 
     fn pair_from(&self, v: &Value) -> Result<QaPair, String> {

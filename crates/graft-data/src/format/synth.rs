@@ -1,7 +1,7 @@
 //! Parsing the instruction synthesizer's raw output: `<QUE> q <ANS> a </END>` repeated.
 
 /// One instruction–response pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QaPair {
     pub question: String,
     pub answer: String,

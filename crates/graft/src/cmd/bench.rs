@@ -17,6 +17,7 @@ mod model;
 mod report;
 mod step;
 mod step_report;
+mod synth;
 mod torch;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum BenchCommand {
     /// (internal) Measure one recipe's steps and print the figures as JSON; run by `bench memory`.
     #[command(hide = true)]
     MemoryChild(memory::ChildArgs),
+    /// Synthesizer benchmark: generated tokens/s of `graft synthesize`'s path against
+    /// transformers' batched greedy `generate` on the same model, prompts, batch size and threads.
+    Synthesize(synth::SynthArgs),
     /// (internal) Load the checkpoint in DIR and print the load time and peak RSS as JSON; run by
     /// `bench model` in a fresh process so that the peak RSS is the load's alone.
     #[command(hide = true)]
@@ -52,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Model(a) => model::run(a),
         BenchCommand::Memory(a) => memory::run(a),
         BenchCommand::MemoryChild(a) => memory::run_child(a),
+        BenchCommand::Synthesize(a) => synth::run(a),
         BenchCommand::LoadChild { dir } => load_child::run(&dir),
     }
 }

@@ -10,4 +10,5 @@ pub mod inspect;
 pub mod orchestrator;
 pub mod plan;
 pub mod prepare;
+pub mod synthesize;
 pub mod train;

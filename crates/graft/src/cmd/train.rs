@@ -160,7 +160,8 @@ fn open_data(
     }
     let prepared_dir = recipe.data.prepared_dir_for(&args.recipe);
     prep::prepare(&recipe.data, tokenizer, &prepared_dir, &args.recipe)?;
-    let data = PreparedData::open(&recipe.data, &prepared_dir)
+    let data_config = crate::synth_prep::prepared_config(&recipe.data, &prepared_dir);
+    let data = PreparedData::open(&data_config, &prepared_dir)
         .with_context(|| format!("opening prepared data in {}", prepared_dir.display()))?;
     Ok(data)
 }
