@@ -82,7 +82,11 @@ fn checkpointed<B: TrainBackend>(
     // Final norm, head and loss from the last hidden state.
     let mut acc = GradientsAccumulator::<Llama<B>>::new();
     let top = leaf(x.inner());
-    let (sum, count) = model.head_loss_sum(model.norm.forward(top.clone()), labels, options.ignore_index);
+    let (sum, count) = model.head_loss_sum(
+        model.norm.forward(top.clone()),
+        labels,
+        options.ignore_index,
+    );
     let loss = sum / count.clamp_min(1.0) * options.scale;
     let mut grad = backprop(model, &mut acc, loss.clone(), &top);
 

@@ -162,7 +162,9 @@ pub fn training_activation_bytes(
 ) -> u64 {
     let tokens = batch * seq;
     let layers = config.num_hidden_layers as u64 * tokens * layer_bytes_per_token(config, dtype);
-    layers + attention_tile_bytes(config, batch, seq) + logits_buffer_bytes(config, dtype, batch, seq)
+    layers
+        + attention_tile_bytes(config, batch, seq)
+        + logits_buffer_bytes(config, dtype, batch, seq)
 }
 
 /// Full fine-tuning with AdamW and mixed precision: `dtype` weights and gradients, plus an fp32
@@ -241,7 +243,11 @@ pub fn logits_buffer_bytes(config: &LlamaConfig, dtype: DTypeSize, batch: u64, s
     let chunk = 4 * rows * vocab * 4;
     let norm = tokens * h * (4 + dtype.bytes());
     let grad_hidden = tokens * h * dtype.bytes();
-    let grad_weight = if dtype == DTypeSize::F32 { 0 } else { vocab * h * 4 };
+    let grad_weight = if dtype == DTypeSize::F32 {
+        0
+    } else {
+        vocab * h * 4
+    };
     chunk + norm + grad_hidden + grad_weight
 }
 
@@ -255,9 +261,13 @@ pub fn checkpointed_activation_bytes(
     seq: u64,
 ) -> u64 {
     let tokens = batch * seq;
-    let inputs = config.num_hidden_layers as u64 * tokens * config.hidden_size as u64 * dtype.bytes();
+    let inputs =
+        config.num_hidden_layers as u64 * tokens * config.hidden_size as u64 * dtype.bytes();
     let one_layer = tokens * layer_bytes_per_token(config, dtype);
-    inputs + one_layer + attention_tile_bytes(config, batch, seq) + logits_buffer_bytes(config, dtype, batch, seq)
+    inputs
+        + one_layer
+        + attention_tile_bytes(config, batch, seq)
+        + logits_buffer_bytes(config, dtype, batch, seq)
 }
 
 /// AdamW state for `params` trained parameters stored as `weights`: an fp32 master copy when the

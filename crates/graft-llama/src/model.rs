@@ -8,8 +8,8 @@ use burn::tensor::{Int, Tensor};
 use crate::attention::{Attention, AttentionConfig, LayerCache, Positions};
 use crate::config::LlamaConfig;
 use crate::mlp::{Mlp, MlpConfig};
-use crate::ops::FusedOps;
 use crate::norm::{RmsNorm, RmsNormConfig};
+use crate::ops::FusedOps;
 use crate::proj::{Proj, ProjConfig};
 use crate::rope::Rope;
 
@@ -213,7 +213,15 @@ impl<B: FusedOps> Llama<B> {
             self.config.num_key_value_heads,
         ];
         let window = self.config.sliding_window;
-        let pos = Positions::new(&self.rope, offset, seq, heads, cache.is_some(), window, &device);
+        let pos = Positions::new(
+            &self.rope,
+            offset,
+            seq,
+            heads,
+            cache.is_some(),
+            window,
+            &device,
+        );
         let mut x = embedding(self.embed_tokens.val(), tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);

@@ -71,18 +71,32 @@ fn attend(flash: Option<FlashOptions>, seq: usize, window: Option<usize>) -> Vec
 fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f32, what: &str) {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let d = max_abs_diff(x, y);
-        assert!(d <= tol, "{what}: tensor {i} (out, dq, dk, dv) differs by {d}");
+        assert!(
+            d <= tol,
+            "{what}: tensor {i} (out, dq, dk, dv) differs by {d}"
+        );
     }
 }
 
 #[test]
 fn flash_attention_equals_plain_attention() {
-    for (seq, window) in [(19, None), (33, None), (19, Some(5)), (40, Some(16)), (7, Some(1))] {
+    for (seq, window) in [
+        (19, None),
+        (33, None),
+        (19, Some(5)),
+        (40, Some(16)),
+        (7, Some(1)),
+    ] {
         let plain = attend(None, seq, window);
         for tile in [1, 4, 8, 64] {
             let options = FlashOptions::causal(8).with_window(window).with_tile(tile);
             let flash = attend(Some(options), seq, window);
-            assert_close(&flash, &plain, 2e-5, &format!("seq {seq}, window {window:?}, tile {tile}"));
+            assert_close(
+                &flash,
+                &plain,
+                2e-5,
+                &format!("seq {seq}, window {window:?}, tile {tile}"),
+            );
         }
     }
 }
@@ -90,8 +104,15 @@ fn flash_attention_equals_plain_attention() {
 #[test]
 fn sliding_window_changes_attention() {
     let full = attend(Some(FlashOptions::causal(8).with_tile(4)), 19, None);
-    let windowed = attend(Some(FlashOptions::causal(8).with_tile(4).with_window(Some(5))), 19, None);
-    assert!(max_abs_diff(&full[0], &windowed[0]) > 1e-3, "the window must matter");
+    let windowed = attend(
+        Some(FlashOptions::causal(8).with_tile(4).with_window(Some(5))),
+        19,
+        None,
+    );
+    assert!(
+        max_abs_diff(&full[0], &windowed[0]) > 1e-3,
+        "the window must matter"
+    );
 }
 
 /// Loss and `[d hidden, d weight]` of the fused op, or of logits + `causal_lm_loss_sum`.
@@ -103,12 +124,18 @@ fn cross_entropy(fused: Option<usize>, targets: &[i64]) -> Vec<Vec<f32>> {
     let t = Tensor::<AB, 1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &device);
     let loss = match fused {
         Some(chunk_elements) => {
-            let options = LinearCeOptions { ignore_index: IGNORE_INDEX, chunk_elements };
+            let options = LinearCeOptions {
+                ignore_index: IGNORE_INDEX,
+                chunk_elements,
+            };
             linear_cross_entropy(hidden.clone(), weight.clone(), t, options)
         }
         None => {
             // `causal_lm_loss_sum` shifts by one: prepend a dummy label, drop the last logits row
-            let logits = hidden.clone().matmul(weight.clone().transpose()).unsqueeze::<3>();
+            let logits = hidden
+                .clone()
+                .matmul(weight.clone().transpose())
+                .unsqueeze::<3>();
             let logits = Tensor::cat(vec![logits, Tensor::zeros([1, 1, 50], &device)], 1);
             let labels = Tensor::cat(vec![Tensor::<AB, 1, Int>::zeros([1], &device), t], 0);
             causal_lm_loss_sum(logits, labels.unsqueeze::<2>(), IGNORE_INDEX).0
@@ -132,10 +159,17 @@ fn fused_linear_cross_entropy_equals_logits_and_loss() {
         let fused = cross_entropy(Some(chunk_elements), &targets);
         for (i, (x, y)) in fused.iter().zip(&plain).enumerate() {
             let d = max_abs_diff(x, y);
-            assert!(d <= 1e-5, "chunk {chunk_elements}: tensor {i} (loss, dh, dw) differs by {d}");
+            assert!(
+                d <= 1e-5,
+                "chunk {chunk_elements}: tensor {i} (loss, dh, dw) differs by {d}"
+            );
         }
     }
-    let rows = LinearCeOptions { ignore_index: IGNORE_INDEX, chunk_elements: 150 }.chunk_rows(50);
+    let rows = LinearCeOptions {
+        ignore_index: IGNORE_INDEX,
+        chunk_elements: 150,
+    }
+    .chunk_rows(50);
     assert_eq!(rows, 3);
 }
 
@@ -162,15 +196,18 @@ fn tied_embeddings_get_both_gradients() {
     let device = Default::default();
     let model = config.init::<AB>(&device).materialize();
     let tokens = Tensor::<AB, 2, Int>::from_data(
-        TensorData::new((0..24).map(|i| (i * 7 % 64) as i64).collect::<Vec<_>>(), [2, 12]),
+        TensorData::new(
+            (0..24).map(|i| (i * 7 % 64) as i64).collect::<Vec<_>>(),
+            [2, 12],
+        ),
         &device,
     );
     let fused = model.loss(tokens.clone(), tokens.clone(), IGNORE_INDEX);
     let plain = graft_llama::causal_lm_loss(model.forward(tokens.clone()), tokens, IGNORE_INDEX);
-    let embed = |loss: Tensor<AB, 1>| values(model.embed_tokens.val().grad(&loss.backward()).unwrap());
+    let embed =
+        |loss: Tensor<AB, 1>| values(model.embed_tokens.val().grad(&loss.backward()).unwrap());
     let (fv, pv) = (values(fused.clone())[0], values(plain.clone())[0]);
     assert!((fv - pv).abs() <= 1e-5, "loss {fv} vs {pv}");
     let d = max_abs_diff(&embed(fused), &embed(plain));
     assert!(d <= 1e-5, "tied embedding gradient differs by {d}");
 }
-

@@ -93,7 +93,8 @@ impl<B: TrainBackend> Trainer<B> {
                 checkpointing: self.config.activation_checkpointing,
                 seed: step_seed(self.config.seed, self.state.step, rank) ^ micro as u64,
             };
-            let (loss, grads) = graft_llama::loss_and_grads(model, tokens.clone(), tokens, &options);
+            let (loss, grads) =
+                graft_llama::loss_and_grads(model, tokens.clone(), tokens, &options);
             loss_sum += crate::periodic_eval::scalar(loss);
             acc.accumulate(model, grads);
         }

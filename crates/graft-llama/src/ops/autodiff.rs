@@ -74,11 +74,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         options: FlashOptions,
     ) -> FloatTensor<Self> {
         let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-        match FlashBackward
-            .prepare::<C>(nodes)
-            .compute_bound()
-            .stateful()
-        {
+        match FlashBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let qkv = [q.primitive, k.primitive, v.primitive];
                 let [tq, tk, tv] = qkv.clone().map(float::<B, 4>);

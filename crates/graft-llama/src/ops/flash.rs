@@ -68,7 +68,10 @@ impl Tiling {
     fn new<B: Backend>(q: &Tensor<B, 4>, k: &Tensor<B, 4>, options: &FlashOptions) -> Self {
         let [batch, heads, seq, head_dim] = q.dims();
         let [_, kv_heads, seq_k, _] = k.dims();
-        assert_eq!(seq, seq_k, "flash attention: queries and keys of one sequence");
+        assert_eq!(
+            seq, seq_k,
+            "flash attention: queries and keys of one sequence"
+        );
         assert_eq!(heads % kv_heads, 0, "flash attention: heads % kv_heads");
         Self {
             batch,
@@ -119,7 +122,8 @@ impl Tiling {
 
     /// The keys (or values) of tile `t`, `[batch, kv_heads, rows, head_dim]`.
     fn kv_block<B: Backend>(&self, kv: &Tensor<B, 4>, t: usize) -> Tensor<B, 4> {
-        kv.clone().narrow(2, self.range(t).start, self.range(t).len())
+        kv.clone()
+            .narrow(2, self.range(t).start, self.range(t).len())
     }
 
     /// `q_i·k_jᵀ·scale` in f32, masked (−∞) where key `j` is in the future of query `i` or out of
@@ -206,12 +210,7 @@ pub fn forward<B: Backend>(
         outs.push(t.unstack((acc / sum.clone()).cast(dtype), rows));
         lses.push(t.unstack(max + sum.log(), rows));
     }
-    let out = Tensor::cat(outs, 3).reshape([
-        t.batch,
-        t.kv_heads * t.n_rep,
-        t.seq,
-        t.head_dim,
-    ]);
+    let out = Tensor::cat(outs, 3).reshape([t.batch, t.kv_heads * t.n_rep, t.seq, t.head_dim]);
     let lse = Tensor::cat(lses, 3).reshape([t.batch, t.kv_heads, t.n_rep, t.seq]);
     (out, lse)
 }
@@ -261,7 +260,10 @@ pub fn backward<B: Backend>(
             let dp = gi.clone().matmul(vj.swap_dims(2, 3)).cast(DType::F32);
             let ds = (p * (dp - delta_i.clone()) * options.scale).cast(dtype);
             add(&mut dqi, ds.clone().matmul(kj).cast(DType::F32));
-            add(&mut dk[j], ds.swap_dims(2, 3).matmul(qi.clone()).cast(DType::F32));
+            add(
+                &mut dk[j],
+                ds.swap_dims(2, 3).matmul(qi.clone()).cast(DType::F32),
+            );
         }
         dq.push(t.unstack(dqi.expect("the diagonal tile").cast(dtype), rows));
     }

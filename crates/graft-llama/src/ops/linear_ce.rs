@@ -81,7 +81,10 @@ pub fn forward<B: Backend>(
         // d/d logits = softmax − one-hot, zero on ignored rows
         let keep = ignored.bool_not().float().cast(DType::F32);
         let minus_one = Tensor::<B, 2>::full([n, 1], -1.0, &device).cast(DType::F32);
-        let g = ((logits - lse).exp().scatter(1, t, minus_one, IndexingUpdateOp::Add) * keep)
+        let g = ((logits - lse)
+            .exp()
+            .scatter(1, t, minus_one, IndexingUpdateOp::Add)
+            * keep)
             .cast(dtype);
         grad_hidden.push(g.clone().matmul(weight.clone()));
         let gw = g.transpose().matmul(h).cast(DType::F32);

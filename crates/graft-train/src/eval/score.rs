@@ -70,7 +70,10 @@ pub fn score_requests<B: graft_llama::FusedOps>(
 /// # Shapes
 /// Runs the model on `[batch, max_len]` and the head on `[batch, max_len - lo, vocab]`, where `lo`
 /// is the first position any request scores.
-fn score_batch<B: graft_llama::FusedOps>(model: &Llama<B>, batch: &[&ScoreRequest]) -> Vec<Vec<f32>> {
+fn score_batch<B: graft_llama::FusedOps>(
+    model: &Llama<B>,
+    batch: &[&ScoreRequest],
+) -> Vec<Vec<f32>> {
     let len = batch.iter().map(|r| r.input.len()).max().unwrap_or(1);
     let lo = batch.iter().map(|r| r.first_scored()).min().unwrap_or(0);
     let width = len - lo;

@@ -82,14 +82,13 @@ impl Job<'_> {
                 world: dp.world_size(),
                 device: devices[local].clone(),
             };
-            self.run_peer(peer, Some(dp), &build_lock)
-                .map_err(|e| {
-                    let message = format!("{e:#}");
-                    if let Ok(mut first) = first_error.lock() {
-                        first.get_or_insert(e);
-                    }
-                    TrainError::Config(message)
-                })
+            self.run_peer(peer, Some(dp), &build_lock).map_err(|e| {
+                let message = format!("{e:#}");
+                if let Ok(mut first) = first_error.lock() {
+                    first.get_or_insert(e);
+                }
+                TrainError::Config(message)
+            })
         });
         match result {
             Ok(steps) => Ok(steps[0]),
