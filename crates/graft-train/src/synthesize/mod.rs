@@ -13,7 +13,6 @@ mod io;
 use std::ops::Range;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use graft_data::synthesis::{
     fit_prompt, parse_lmops, Fitted, SynthLink, SynthRecord, SynthSettings, SynthSummary, Synthesis,
 };
@@ -50,7 +49,7 @@ fn chunk_len(batch_size: usize) -> usize {
 
 /// Synthesizes every text of `texts` into `out` (one JSON line per text, in order), resuming
 /// what an earlier run of the same command wrote there.
-pub fn synthesize<B: Backend>(
+pub fn synthesize<B: graft_llama::FusedOps>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     eos_token_ids: &[u32],
@@ -123,7 +122,7 @@ fn restore(syn: &mut Synthesis, r: &SynthRecord, out: &Path) -> Result<()> {
     Ok(())
 }
 
-struct Run<'a, B: Backend> {
+struct Run<'a, B: graft_llama::FusedOps> {
     model: &'a Llama<B>,
     tokenizer: &'a Tokenizer,
     texts: &'a [String],
@@ -134,7 +133,7 @@ struct Run<'a, B: Backend> {
     opts: &'a SynthesizeOptions,
 }
 
-impl<B: Backend> Run<'_, B> {
+impl<B: graft_llama::FusedOps> Run<'_, B> {
     /// Generates one chunk and writes its records not written yet; true when `stop_after` is reached.
     fn chunk(
         &mut self,
@@ -244,7 +243,7 @@ impl<B: Backend> Run<'_, B> {
 /// [`synthesize`] with everything read from disk: the synthesizer checkpoint `dir` (with its
 /// `tokenizer.json`; EOS ids from `config.json` and `generation_config.json`) and the texts of
 /// `inputs`.
-pub fn synthesize_files<B: Backend>(
+pub fn synthesize_files<B: graft_llama::FusedOps>(
     dir: &Path,
     device: &B::Device,
     inputs: &[std::path::PathBuf],

@@ -239,6 +239,9 @@ fn log_plan(
         run = %run_dir.display(),
         "training"
     );
+    if recipe.train.activation_checkpointing {
+        tracing::info!("activation checkpointing: on (per decoder layer)");
+    }
 }
 
 /// Print where the final checkpoint is and how to export it.

@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Device;
-use graft_train::checkpointing::{dispatch, TrainJob};
 use graft_train::plan::{format_bytes, plan, MethodPlan, PlanOptions};
 use graft_train::{Method, ModelDtype, Recipe, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -25,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::mem::Probe;
 use super::step::{self, StepMemory, StepRun, StepTimes};
 use super::step_report::build_dtype_name;
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, TrainBackend};
 use crate::cmd::train::model::resolve_model;
 
 #[derive(clap::Args)]
@@ -188,7 +186,7 @@ pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
             reps: args.reps as usize,
         },
     };
-    let (times, memory) = dispatch::<Backend, _>(recipe.train.activation_checkpointing, job)?;
+    let (times, memory) = job.run()?;
     println!("{}", serde_json::to_string(&ChildReport { memory, times })?);
     Ok(())
 }
@@ -201,20 +199,16 @@ struct Job<'a> {
     run: StepRun,
 }
 
-impl TrainJob<Backend> for Job<'_> {
-    type Output = anyhow::Result<(StepTimes, StepMemory)>;
-
-    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
-        self,
-    ) -> Self::Output {
+impl Job<'_> {
+    fn run(self) -> anyhow::Result<(StepTimes, StepMemory)> {
         let spec = resolve_model(self.recipe, self.path)?;
         let config = spec.config.clone();
         let build = || -> anyhow::Result<_> {
-            let model = spec.build::<AB>(self.device)?;
+            let model = spec.build::<TrainBackend>(self.device)?;
             Ok(graft_train::lora::prepare_model(model, self.recipe)?)
         };
         let train = TrainConfig::from_recipe(self.recipe);
-        step::measure::<AB>(self.probe, build, config, train, self.device, self.run)
+        step::measure::<TrainBackend>(self.probe, build, config, train, self.device, self.run)
     }
 }
 

@@ -85,7 +85,8 @@ pub fn measure<AB>(
     run: StepRun,
 ) -> anyhow::Result<(StepTimes, StepMemory)>
 where
-    AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>,
+    AB: graft_llama::TrainBackend
+        + AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>,
 {
     let vocab = model_config.llama.vocab_size;
     let [batch, seq] = config.micro_batch;

@@ -3,12 +3,10 @@
 //! peak memory beside `graft plan`'s prediction for the same shape, dtype and batch.
 
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, Device, Element};
-use graft_llama::export::ExportDtype;
+
 use graft_llama::memory::{param_counts, DTypeSize};
 use graft_llama::{LlamaConfig, ModelConfig};
-use graft_train::checkpointing::{dispatch, TrainJob};
 use graft_train::plan::{format_bytes, full_plan, MethodPlan};
 use graft_train::{AdamWConfig, TrainConfig, WarmupCosine};
 use serde::Serialize;
@@ -16,7 +14,7 @@ use serde::Serialize;
 use super::mem::{gpu_name, Probe};
 use super::model::{model_config, DeviceArg, ModelArgs, Shape};
 use super::step::{self, StepMemory, StepRun, StepTimes};
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, TrainBackend};
 
 /// The float dtype this build computes in ("f32" on the CPU backend, "bf16" on CUDA).
 pub fn build_dtype_name() -> &'static str {
@@ -96,7 +94,7 @@ pub fn run(args: &ModelArgs, shape: &Shape, reps: usize) -> anyhow::Result<StepR
         DeviceArg::Cuda(i) => (backend::device_at(i), Some(i)),
     };
     let probe = Probe::new(gpu)?;
-    let train = train_config(shape.seq, reps);
+    let train = train_config(shape.seq, reps, args.activation_checkpointing);
     let job = Job {
         config: config.clone(),
         train,
@@ -104,7 +102,7 @@ pub fn run(args: &ModelArgs, shape: &Shape, reps: usize) -> anyhow::Result<StepR
         device: &device,
         run: StepRun { reps },
     };
-    let (times, memory) = dispatch::<Backend, _>(args.activation_checkpointing, job)?;
+    let (times, memory) = job.run()?;
     drop(probe);
     let gpu_name = gpu.and_then(gpu_name);
     let peak_flops = args
@@ -141,7 +139,7 @@ pub fn run(args: &ModelArgs, shape: &Shape, reps: usize) -> anyhow::Result<StepR
 
 /// A continual-pre-training step's settings (the Llama-3-8B recipes': AdamW β 0.9/0.95, wd 0.1,
 /// clip 1.0), micro-batch 1, no gradient accumulation.
-fn train_config(seq: usize, reps: usize) -> TrainConfig {
+fn train_config(seq: usize, reps: usize, activation_checkpointing: bool) -> TrainConfig {
     TrainConfig {
         steps: 1 + reps as u64,
         grad_accum: 1,
@@ -159,7 +157,7 @@ fn train_config(seq: usize, reps: usize) -> TrainConfig {
         log_every: 1,
         max_nonfinite_steps: 1 + reps as u32,
         seed: 0,
-        checkpoint_dtype: ExportDtype::F32,
+        activation_checkpointing,
     }
 }
 
@@ -172,12 +170,8 @@ struct Job<'a> {
     run: StepRun,
 }
 
-impl TrainJob<Backend> for Job<'_> {
-    type Output = anyhow::Result<(StepTimes, StepMemory)>;
-
-    fn run<AB: AutodiffBackend<InnerBackend = Backend, Device = Device<Backend>>>(
-        self,
-    ) -> Self::Output {
+impl Job<'_> {
+    fn run(self) -> anyhow::Result<(StepTimes, StepMemory)> {
         let Job {
             config,
             train,
@@ -187,10 +181,10 @@ impl TrainJob<Backend> for Job<'_> {
         } = self;
         let llama = config.llama.clone();
         let build = || {
-            AB::seed(device, 0);
-            Ok(llama.init::<AB>(device).materialize())
+            <TrainBackend as burn::tensor::backend::Backend>::seed(device, 0);
+            Ok(llama.init::<TrainBackend>(device).materialize())
         };
-        step::measure::<AB>(probe, build, config, train, device, run)
+        step::measure::<TrainBackend>(probe, build, config, train, device, run)
             .context("timing optimizer steps")
     }
 }
