@@ -1,14 +1,14 @@
 //! Tests of [`GradAccumulator`] on the toy module: bit-for-bit Burn's sum for f32 parameters,
 //! f32 sums for bf16 ones, and the sums stay f32 through clipping into AdamW's master update.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::{DType, Tensor};
 
 use super::GradAccumulator;
 use crate::clip::clip_global_norm;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::toy::{batch, Toy, TB};
+use crate::toy::{batch, ToBf16, Toy, TB};
 
 type Inner = burn::backend::Flex;
 
@@ -38,15 +38,6 @@ fn grad_bits(model: &Toy<TB>, grads: &GradientsParams) -> Vec<(DType, Vec<u32>)>
     let mut v = V(grads, Vec::new());
     model.visit(&mut v);
     v.1
-}
-
-struct ToBf16;
-impl ModuleMapper<TB> for ToBf16 {
-    fn map_float<const D: usize>(&mut self, p: Param<Tensor<TB, D>>) -> Param<Tensor<TB, D>> {
-        let (id, t, mapper) = p.consume();
-        let t = Tensor::from_inner(t.inner().cast(FloatDType::BF16)).require_grad();
-        Param::from_mapped_value(id, t, mapper)
-    }
 }
 
 /// The ids of the toy's parameters with their shapes, in visiting order.

@@ -264,16 +264,8 @@ fn accumulated_gradients_equal_mean_of_micro_batches() {
 /// weights end up at the rounding of the f32 trajectory; the master survives a save/restore.
 #[test]
 fn bf16_parameters_keep_an_f32_master_copy() {
-    use burn::module::{ModuleMapper, Param};
-    use burn::tensor::{DType, FloatDType, Tensor};
-    struct ToBf16;
-    impl ModuleMapper<TB> for ToBf16 {
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<TB, D>>) -> Param<Tensor<TB, D>> {
-            let (id, t, mapper) = p.consume();
-            let t = Tensor::from_inner(t.inner().cast(FloatDType::BF16)).require_grad();
-            Param::from_mapped_value(id, t, mapper)
-        }
-    }
+    use crate::toy::ToBf16;
+    use burn::tensor::{DType, Tensor};
     let device = Default::default();
     let mut model = Toy::<TB>::new(&device).map(&mut ToBf16);
     assert_eq!(model.norm.val().dtype(), DType::BF16);

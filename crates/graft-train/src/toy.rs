@@ -83,3 +83,15 @@ pub fn flat_params<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, Vec<f32>)> {
     m.visit(&mut v);
     v.1
 }
+
+/// Casts every parameter of a module on [`TB`] to bf16 (a bf16 model for the mixed-precision
+/// tests).
+pub struct ToBf16;
+
+impl burn::module::ModuleMapper<TB> for ToBf16 {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<TB, D>>) -> Param<Tensor<TB, D>> {
+        let (id, t, mapper) = p.consume();
+        let t = Tensor::from_inner(t.inner().cast(burn::tensor::FloatDType::BF16)).require_grad();
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
