@@ -211,3 +211,58 @@ fn tied_embeddings_get_both_gradients() {
     let d = max_abs_diff(&embed(fused), &embed(plain));
     assert!(d <= 1e-5, "tied embedding gradient differs by {d}");
 }
+
+#[test]
+fn cpu_row_kernel_equals_tensor_ops() {
+    use burn::backend::Flex;
+    use graft_llama::ops::{linear_ce, FusedOps};
+    // a vocabulary over several of the kernel's 1024-element blocks, with a remainder
+    let (rows, vocab) = (5, 2500);
+    let logits = random::<2>([rows, vocab], 7).inner() * 4.0;
+    let targets = vec![0, vocab as i64 - 1, IGNORE_INDEX, 1234, 17];
+    let device = Default::default();
+    let t = Tensor::<Flex, 1, Int>::from_data(TensorData::new(targets, [rows]), &device);
+    for grad in [true, false] {
+        let (want_loss, want_grad) =
+            linear_ce::cross_entropy_rows(logits.clone(), t.clone(), IGNORE_INDEX, grad);
+        let (loss, g) = Flex::cross_entropy_rows(
+            logits.clone().into_primitive().tensor(),
+            t.clone().into_primitive(),
+            IGNORE_INDEX,
+            grad,
+        );
+        let loss = values(Tensor::<Flex, 1>::from_primitive(
+            burn::tensor::TensorPrimitive::Float(loss),
+        ));
+        assert!(max_abs_diff(&loss, &values(want_loss)) <= 2e-6, "{loss:?}");
+        assert_eq!(loss[2], 0.0, "an ignored row adds nothing");
+        assert_eq!(g.is_some(), grad);
+        if let (Some(g), Some(want)) = (g, want_grad) {
+            let g = values(Tensor::<Flex, 2>::from_primitive(
+                burn::tensor::TensorPrimitive::Float(g),
+            ));
+            assert!(max_abs_diff(&g, &values(want)) <= 1e-7);
+            assert!(g[2 * vocab..3 * vocab].iter().all(|&x| x == 0.0));
+        }
+    }
+}
+
+#[test]
+fn frozen_head_still_gives_the_hidden_gradient() {
+    let targets: Vec<i64> = vec![3, 49, IGNORE_INDEX, 0, 17];
+    let n = targets.len();
+    let plain = cross_entropy(None, &targets);
+    let hidden = random([n, 16], 5).require_grad();
+    let weight = random([50, 16], 6); // not trainable: no d weight is made
+    let t = Tensor::<AB, 1, Int>::from_data(TensorData::new(targets, [n]), &Default::default());
+    let loss = linear_cross_entropy(
+        hidden.clone(),
+        weight.clone(),
+        t,
+        LinearCeOptions::default(),
+    );
+    let grads = (loss * 0.75).backward();
+    assert!(weight.grad(&grads).is_none());
+    let dh = values(hidden.grad(&grads).expect("d hidden"));
+    assert!(max_abs_diff(&dh, &plain[1]) <= 1e-5);
+}

@@ -13,6 +13,7 @@
 //! ([`autodiff`]), so nothing of size `seq × seq` or `tokens × vocab` is kept for backward.
 
 mod autodiff;
+mod cpu_ce;
 pub mod flash;
 pub mod linear_ce;
 
@@ -21,7 +22,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 pub use flash::FlashOptions;
-pub use linear_ce::LinearCeOptions;
+pub use linear_ce::{GradsWanted, LinearCeOptions};
 
 /// A Burn backend with graft's fused training ops. Implemented for the backends graft runs on
 /// (Flex, CUDA) and for `Autodiff` over any of them.
@@ -54,11 +55,34 @@ pub trait FusedOps: Backend {
             float::<Self, 2>(weight),
             targets,
             &options,
-            false,
+            GradsWanted::default(),
         )
         .loss
         .into_primitive()
         .tensor()
+    }
+
+    /// Per-row cross-entropy of a chunk of logits and, with `grad`, its gradient; see
+    /// [`linear_ce::cross_entropy_rows`] (the default). The CPU backend overrides it with one
+    /// parallel pass per row (`cpu_ce.rs`).
+    ///
+    /// # Shapes
+    /// - `logits`: `[rows, vocab]` (f32); `targets`: `[rows]`
+    /// - output: `([rows], [rows, vocab])`, f32
+    fn cross_entropy_rows(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        ignore_index: i64,
+        grad: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let (loss, g) = linear_ce::cross_entropy_rows(
+            float::<Self, 2>(logits),
+            Tensor::<Self, 1, Int>::from_primitive(targets),
+            ignore_index,
+            grad,
+        );
+        let primitive = |g: Tensor<Self, 2>| g.into_primitive().tensor();
+        (loss.into_primitive().tensor(), g.map(primitive))
     }
 }
 
@@ -113,8 +137,6 @@ pub fn linear_cross_entropy<B: FusedOps>(
         options,
     ))
 }
-
-impl FusedOps for burn::backend::Flex {}
 
 #[cfg(feature = "cuda")]
 impl FusedOps for burn::backend::Cuda<half::bf16, i32> {}

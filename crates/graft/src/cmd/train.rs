@@ -22,7 +22,7 @@
 //! `micro_batch_size × grad_accum × devices` sequences.
 
 mod devices;
-mod malloc;
+pub(crate) mod malloc;
 pub(crate) mod model;
 mod peer;
 

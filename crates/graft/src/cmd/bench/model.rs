@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use graft_llama::export::{write_hf_dir, ExportDtype, ExportOptions, HfDirFiles, ModelSource};
-use graft_llama::{causal_lm_loss, ModelConfig, IGNORE_INDEX};
+use graft_llama::{ModelConfig, IGNORE_INDEX};
 use serde::Serialize;
 
 use super::load_child::{self, LoadSample};
@@ -207,6 +207,8 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
     let threads = set_threads(args.threads)?;
     let reps = args.reps as usize;
     let shape = args.shape.resolve();
+    // the allocator setting `graft train` runs with (freed blocks reused, not re-faulted)
+    crate::cmd::train::malloc::keep_freed_memory();
     let cpu = match args.device {
         DeviceArg::Cpu if !args.steps_only => Some(compare_cpu(&args, &shape, threads, reps)?),
         _ => None,
@@ -399,7 +401,7 @@ fn measure_load(dir: &Path, reps: usize) -> anyhow::Result<LoadSummary> {
     })
 }
 
-/// Forward (logits + causal LM loss) and backward on `Autodiff<Flex>`, batch 1: one warm-up
+/// Forward (the fused head + causal LM loss, as training runs it) and backward on `Autodiff<Flex>`, batch 1: one warm-up
 /// step, then `reps` timed ones.
 fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSummary> {
     let device = device();
@@ -410,8 +412,9 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
         Tensor::<TrainBackend, 2, Int>::from_data(TensorData::new(tokens, [1, shape.seq]), &device);
     let step = || -> anyhow::Result<(f64, f64, f32)> {
         let start = Instant::now();
-        let logits = model.forward(tokens.clone());
-        let loss = causal_lm_loss(logits, tokens.clone(), IGNORE_INDEX);
+        // graft's training path: the fused, chunked head + loss (`graft_train::Trainer` runs it);
+        // PyTorch's baseline materialises the logits, as transformers does.
+        let loss = model.loss(tokens.clone(), tokens.clone(), IGNORE_INDEX);
         let value: f32 = loss.clone().into_scalar().elem::<f32>();
         let fwd_s = start.elapsed().as_secs_f64();
         let grads = loss.backward();
