@@ -160,13 +160,36 @@ fn stages(aug: &Augmenter, texts: &[String]) {
         .sum();
     let regex = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    let kw: usize = match aug.domain_vocab() {
+        Some(v) => parts
+            .iter()
+            .map(|p| {
+                v.keywords_of_sentences(&p.sentences)
+                    .iter()
+                    .flatten()
+                    .count()
+            })
+            .sum(),
+        None => 0,
+    };
+    let keywords = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let serial: usize = texts
+        .iter()
+        .enumerate()
+        .map(|(i, x)| aug.augment(x, 0, i as u64).tasks.len())
+        .sum();
+    let one = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let all = aug.augment_all(texts, 0, &|_| {});
     let whole = t.elapsed().as_secs_f64();
     let per = |s: f64| s * 1e3 / texts.len() as f64;
     println!(
-        "per document, one thread: split+truncate+segment {:.2} ms, regex mining {:.2} ms ({n} candidates); all stages, all threads {:.2} ms ({} docs)",
+        "per document, one thread: split+truncate+segment {:.2} ms, regex mining {:.2} ms ({n} candidates), keywords {:.2} ms ({kw} sentences), all stages {:.2} ms ({serial} tasks); all stages, all threads {:.2} ms ({} docs)",
         per(split),
         per(regex),
+        per(keywords),
+        per(one),
         per(whole),
         all.len()
     );

@@ -49,6 +49,10 @@ pub fn truncate<'a>(text: &'a str, tokenizer: &Tokenizer, max_tokens: usize) -> 
     if text.len() <= max_tokens {
         return text;
     }
+    // most documents fit: count without offsets first (cheaper), offsets only to cut
+    if matches!(tokenizer.encode_fast(text, false), Ok(enc) if enc.len() <= max_tokens) {
+        return text;
+    }
     let Ok(enc) = tokenizer.encode(text, false) else {
         return text;
     };
