@@ -1,103 +1,92 @@
-//! Which devices `graft train` uses: `--devices 0,1,…`, else the recipe's `train.devices`, else
-//! `train.device`, else device 0. Several devices mean data parallelism (one peer per device).
+//! Which devices a run uses: [`Run::devices`](super::Run::devices) (`graft train --devices 0,1,…`),
+//! else the recipe's `train.devices`, else `train.device`, else device 0. Several devices mean data
+//! parallelism (one peer per device); several nodes join through an orchestrator ([`Nodes`]).
 
-use anyhow::{bail, Context};
-use graft_train::parallel::{GlobalConfig, ParallelConfig};
-use graft_train::Recipe;
+use crate::error::{Result, TrainError};
+use crate::parallel::{GlobalConfig, ParallelConfig};
+use crate::Recipe;
 
 /// Joining several nodes (machines) into one data-parallel run, as torchrun's `--nnodes` and
-/// `--node-rank`: every node runs `graft train` with the same recipe and `--devices`, and they
-/// meet through `graft orchestrator`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct NodeArgs {
-    /// Nodes of a multi-node run (each with the same devices); the global batch counts them all.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+/// `--node-rank`: every node runs the same recipe on the same number of devices, and they meet
+/// through the orchestrator (`graft orchestrator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nodes {
+    /// Nodes of the run (each with the same devices); the global batch counts them all.
     pub nodes: u32,
-    /// This node's index in 0..N (node 0 logs, evaluates and writes the checkpoints).
-    #[arg(long, value_name = "R")]
-    pub node_rank: Option<u32>,
-    /// The orchestrator every node registers with, e.g. ws://10.0.0.1:3000 (`graft orchestrator`).
-    #[arg(long, value_name = "URL")]
-    pub orchestrator: Option<String>,
+    /// This node's index in 0..nodes (node 0 logs, evaluates and writes the checkpoints).
+    pub node_rank: u32,
+    /// The orchestrator every node registers with, e.g. ws://10.0.0.1:3000.
+    pub orchestrator: String,
     /// This node's address as the other nodes reach it, e.g. ws://10.0.0.2:3001; its port is
     /// where this node serves tensors to the others.
-    #[arg(long, value_name = "URL")]
-    pub node_address: Option<String>,
+    pub node_address: String,
 }
 
-impl NodeArgs {
-    /// This node's rank (0 for one node).
-    pub fn rank(&self) -> u32 {
-        self.node_rank.unwrap_or(0)
-    }
+/// What every node is told when its node flags are wrong.
+pub const NODES_HINT: &str = "HINT: every node runs `graft train RECIPE --nodes N --node-rank R --orchestrator ws://HOST:PORT --node-address ws://THIS_HOST:PORT`";
 
-    /// The peer layout: `devices` local peers, on one node or joined with the others.
-    pub fn parallel_config(&self, devices: usize) -> anyhow::Result<ParallelConfig> {
-        if self.nodes <= 1 {
-            if self.node_rank.unwrap_or(0) != 0 || self.orchestrator.is_some() {
-                bail!("--node-rank/--orchestrator need --nodes N with N > 1");
-            }
-            return Ok(ParallelConfig::local(devices));
+/// The peer layout: `devices` local peers, on one node or joined with the others.
+pub fn parallel_config(nodes: Option<&Nodes>, devices: usize) -> Result<ParallelConfig> {
+    let Some(n) = nodes.filter(|n| n.nodes > 1) else {
+        if nodes.is_some_and(|n| n.node_rank != 0) {
+            return Err(TrainError::Config(
+                "--node-rank/--orchestrator need --nodes N with N > 1".into(),
+            ));
         }
-        let hint = "HINT: every node runs `graft train RECIPE --nodes N --node-rank R --orchestrator ws://HOST:PORT --node-address ws://THIS_HOST:PORT`";
-        let node_rank = self
-            .node_rank
-            .with_context(|| format!("--nodes {} needs --node-rank.\n{hint}", self.nodes))?;
-        if node_rank >= self.nodes {
-            bail!(
-                "--node-rank {node_rank} is not in 0..{}.\n{hint}",
-                self.nodes
-            );
-        }
-        let orchestrator = self
-            .orchestrator
-            .clone()
-            .with_context(|| format!("--nodes needs --orchestrator.\n{hint}"))?;
-        let node_address = self
-            .node_address
-            .clone()
-            .with_context(|| format!("--nodes needs --node-address.\n{hint}"))?;
-        let port = node_address
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-            .with_context(|| format!("--node-address {node_address:?} has no port.\n{hint}"))?;
-        Ok(ParallelConfig {
-            local_devices: devices,
-            global: Some(GlobalConfig {
-                num_nodes: self.nodes,
-                node_rank,
-                orchestrator,
-                node_address,
-                data_service_port: port,
-            }),
-        })
+        return Ok(ParallelConfig::local(devices));
+    };
+    if n.node_rank >= n.nodes {
+        return Err(TrainError::Config(format!(
+            "--node-rank {} is not in 0..{}.\n{NODES_HINT}",
+            n.node_rank, n.nodes
+        )));
     }
+    let port = n
+        .node_address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "--node-address {:?} has no port.\n{NODES_HINT}",
+                n.node_address
+            ))
+        })?;
+    Ok(ParallelConfig {
+        local_devices: devices,
+        global: Some(GlobalConfig {
+            num_nodes: n.nodes,
+            node_rank: n.node_rank,
+            orchestrator: n.orchestrator.clone(),
+            node_address: n.node_address.clone(),
+            data_service_port: port,
+        }),
+    })
 }
 
 /// Device indices to train on, in rank order. `--devices` (`cli`) wins over the recipe; every
 /// index may appear once.
-pub fn device_indices(cli: &[usize], recipe: &Recipe) -> anyhow::Result<Vec<usize>> {
+pub fn device_indices(cli: &[usize], recipe: &Recipe) -> Result<Vec<usize>> {
     let indices = if !cli.is_empty() {
         cli.to_vec()
     } else if let Some(list) = &recipe.train.devices {
         list.iter()
             .map(|d| parse_device("train.devices", d))
-            .collect::<anyhow::Result<_>>()?
+            .collect::<Result<_>>()?
     } else if let Some(d) = &recipe.train.device {
         vec![parse_device("train.device", d)?]
     } else {
         vec![0]
     };
     if indices.is_empty() {
-        bail!("train.devices is empty.\nHINT: list at least one device, e.g. [\"cuda:0\"], or drop the key");
+        return Err(TrainError::Config("train.devices is empty.\nHINT: list at least one device, e.g. [\"cuda:0\"], or drop the key".into()));
     }
     for (i, d) in indices.iter().enumerate() {
         if indices[..i].contains(d) {
-            bail!(
+            return Err(TrainError::Config(format!(
                 "device {d} is listed twice in {:?}.\nHINT: give every device once (data parallelism runs one peer per device)",
                 indices
-            );
+            )));
         }
     }
     Ok(indices)
@@ -114,11 +103,13 @@ pub fn device_name(index: usize) -> String {
 }
 
 /// `"cuda:3"` → 3, `"cuda"`/`"cpu"` → 0, `"cpu:1"` → 1; `key` names the recipe key in errors.
-fn parse_device(key: &str, text: &str) -> anyhow::Result<usize> {
+fn parse_device(key: &str, text: &str) -> Result<usize> {
     let (kind, index) = text.split_once(':').unwrap_or((text, "0"));
     match (kind, index.parse::<usize>()) {
         ("cuda" | "cpu", Ok(i)) => Ok(i),
-        _ => bail!("{key}: {text:?} is not a device.\nHINT: write \"cuda:N\" (GPU N) or \"cpu\""),
+        _ => Err(TrainError::Config(format!(
+            "{key}: {text:?} is not a device.\nHINT: write \"cuda:N\" (GPU N) or \"cpu\""
+        ))),
     }
 }
 
@@ -151,37 +142,29 @@ mod tests {
 
     #[test]
     fn node_flags_make_a_global_layout() {
-        let mut nodes = NodeArgs {
+        let mut nodes = Nodes {
             nodes: 2,
-            node_rank: Some(1),
-            orchestrator: Some("ws://10.0.0.1:3000".into()),
-            node_address: Some("ws://10.0.0.2:3001".into()),
+            node_rank: 1,
+            orchestrator: "ws://10.0.0.1:3000".into(),
+            node_address: "ws://10.0.0.2:3001".into(),
         };
-        let config = nodes.parallel_config(4).unwrap();
+        let config = parallel_config(Some(&nodes), 4).unwrap();
         assert_eq!(
             (config.world_size(), config.rank(0), config.rank(3)),
             (8, 4, 7)
         );
         assert_eq!(config.global.as_ref().unwrap().data_service_port, 3001);
-        nodes.node_address = Some("ws://10.0.0.2".into());
-        assert!(nodes
-            .parallel_config(4)
+        nodes.node_address = "ws://10.0.0.2".into();
+        assert!(parallel_config(Some(&nodes), 4)
             .unwrap_err()
             .to_string()
             .contains("has no port"));
-        nodes.node_rank = Some(2);
-        assert!(nodes
-            .parallel_config(4)
+        nodes.node_rank = 2;
+        assert!(parallel_config(Some(&nodes), 4)
             .unwrap_err()
             .to_string()
             .contains("not in 0..2"));
-        let one = NodeArgs {
-            nodes: 1,
-            node_rank: None,
-            orchestrator: None,
-            node_address: None,
-        };
-        assert_eq!(one.parallel_config(2).unwrap(), ParallelConfig::local(2));
+        assert_eq!(parallel_config(None, 2).unwrap(), ParallelConfig::local(2));
     }
 
     #[test]
