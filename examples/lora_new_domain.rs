@@ -70,10 +70,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         choice.n, choice.acc, choice.acc_norm
     );
 
-    let text = root.join("data/finance/finance-00.jsonl");
+    // Perplexity on the raw text of 4 finance documents, as {"text": …} rows.
+    let text = work.path().join("finance-text.jsonl");
+    let corpus = std::fs::read_to_string(root.join("data/finance/finance-00.jsonl"))?;
+    let mut rows_jsonl = String::new();
+    for line in corpus.lines().take(4) {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        rows_jsonl += &format!("{}\n", serde_json::json!({ "text": record["text"] }));
+    }
+    std::fs::write(&text, rows_jsonl)?;
     let rows = read_perplexity_rows(&text, Some(&tokenizer), bos, config.llama.vocab_size)?;
-    let rows = &rows[..rows.len().min(4)];
-    let ppl = perplexity(&model, rows, 64, 2, &text, &mut |_, _| {})?;
+    let ppl = perplexity(&model, &rows, 64, 2, &text, &mut |_, _| {})?;
     println!(
         "perplexity on 4 finance documents: {:.2} ({} tokens)",
         ppl.ppl, ppl.tokens
