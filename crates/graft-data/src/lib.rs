@@ -27,6 +27,7 @@
 
 pub mod augment;
 pub mod config;
+pub mod detokenize;
 pub mod error;
 pub mod eval;
 pub mod format;
@@ -42,6 +43,7 @@ pub mod tokenize;
 pub mod tokenizer_source;
 
 pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig, SynthesizeConfig};
+pub use detokenize::TextStream;
 pub use error::{DataError, Result};
 pub use eval::EvalIter;
 pub use manifest::{FileEntry, Manifest, PrepareRun, SourceManifest};
