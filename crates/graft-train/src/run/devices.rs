@@ -22,6 +22,34 @@ pub struct Nodes {
     pub node_address: String,
 }
 
+impl Nodes {
+    /// The layout from `graft train`'s flags (`--nodes`, `--node-rank`, `--orchestrator`,
+    /// `--node-address`): `None` for one node; a flag that a multi-node run needs is named.
+    pub fn from_flags(
+        nodes: u32,
+        node_rank: Option<u32>,
+        orchestrator: Option<String>,
+        node_address: Option<String>,
+    ) -> Result<Option<Nodes>> {
+        if nodes <= 1 {
+            if node_rank.unwrap_or(0) != 0 || orchestrator.is_some() {
+                return Err(TrainError::Config(
+                    "--node-rank/--orchestrator need --nodes N with N > 1".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let missing =
+            |flag: &str| TrainError::Config(format!("--nodes {nodes} needs {flag}.\n{NODES_HINT}"));
+        Ok(Some(Nodes {
+            nodes,
+            node_rank: node_rank.ok_or_else(|| missing("--node-rank"))?,
+            orchestrator: orchestrator.ok_or_else(|| missing("--orchestrator"))?,
+            node_address: node_address.ok_or_else(|| missing("--node-address"))?,
+        }))
+    }
+}
+
 /// What every node is told when its node flags are wrong.
 pub const NODES_HINT: &str = "HINT: every node runs `graft train RECIPE --nodes N --node-rank R --orchestrator ws://HOST:PORT --node-address ws://THIS_HOST:PORT`";
 
@@ -165,6 +193,9 @@ mod tests {
             .to_string()
             .contains("not in 0..2"));
         assert_eq!(parallel_config(None, 2).unwrap(), ParallelConfig::local(2));
+        assert_eq!(Nodes::from_flags(1, None, None, None).unwrap(), None);
+        let err = Nodes::from_flags(2, Some(0), None, None).unwrap_err();
+        assert!(err.to_string().contains("needs --orchestrator"), "{err}");
     }
 
     #[test]

@@ -201,7 +201,11 @@ impl Run {
 
         std::fs::create_dir_all(run_dir)
             .map_err(|e| TrainError::io("creating run directory", run_dir, e))?;
-        write_recipe(recipe, run_dir)?;
+        let node_rank = parallel.global.as_ref().map_or(0, |g| g.node_rank);
+        if node_rank == 0 {
+            // node 0 alone writes into the run directory (several nodes may share it)
+            write_recipe(recipe, run_dir)?;
+        }
         let mut config = TrainConfig::from_recipe(recipe);
         let total_steps = config.steps;
         if let Some(stop) = self.stop_after {
@@ -224,7 +228,6 @@ impl Run {
             devices.iter().map(|&i| backend::device_at(i)).collect(),
             parallel,
         )?;
-        let node_rank = parallel.global.as_ref().map_or(0, |g| g.node_rank);
         let checkpoint = if node_rank == 0 {
             let latest = CheckpointDir::new(run_dir)?.latest()?.ok_or_else(|| {
                 TrainError::Config("training finished but no checkpoint was written".into())

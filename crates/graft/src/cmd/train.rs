@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use graft_train::run::{Nodes, NODES_HINT};
+use graft_train::run::Nodes;
 use graft_train::{Run, RunOutcome};
 
 use crate::progress::TerminalObserver;
@@ -65,31 +65,6 @@ pub struct NodeArgs {
     pub node_address: Option<String>,
 }
 
-impl NodeArgs {
-    /// The flags as a [`Nodes`] (`None` for one node); missing flags are named.
-    fn to_nodes(&self) -> anyhow::Result<Option<Nodes>> {
-        if self.nodes <= 1 {
-            if self.node_rank.unwrap_or(0) != 0 || self.orchestrator.is_some() {
-                anyhow::bail!("--node-rank/--orchestrator need --nodes N with N > 1");
-            }
-            return Ok(None);
-        }
-        let missing = |flag: &str| format!("--nodes {} needs {flag}.\n{NODES_HINT}", self.nodes);
-        Ok(Some(Nodes {
-            nodes: self.nodes,
-            node_rank: self.node_rank.with_context(|| missing("--node-rank"))?,
-            orchestrator: self
-                .orchestrator
-                .clone()
-                .with_context(|| missing("--orchestrator"))?,
-            node_address: self
-                .node_address
-                .clone()
-                .with_context(|| missing("--node-address"))?,
-        }))
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut run = Run::from_recipe(&args.recipe, &args.set)
         .with_context(|| format!("loading recipe {}", args.recipe.display()))?
@@ -97,7 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .stop_after(args.stop_after)
         .devices(&args.devices)
         .observer(Arc::new(TerminalObserver::default()));
-    if let Some(nodes) = args.nodes.to_nodes()? {
+    let n = args.nodes;
+    if let Some(nodes) = Nodes::from_flags(n.nodes, n.node_rank, n.orchestrator, n.node_address)? {
         run = run.nodes(nodes);
     }
     if let Some(out) = &args.out {
