@@ -217,6 +217,22 @@ impl ReaderKind {
 }
 
 impl DataConfig {
+    /// `[data]` with these sources and sequence length, every other key at its default (for
+    /// recipes built in code).
+    pub fn new(seq_len: usize, sources: Vec<SourceConfig>) -> Self {
+        DataConfig {
+            seq_len,
+            seed: default_seed(),
+            tokenizer: None,
+            prepared_dir: None,
+            on_bad_record: OnBadRecord::default(),
+            val_fraction: 0.0,
+            add_bos: yes(),
+            add_eos: yes(),
+            sources,
+        }
+    }
+
     /// Parses a data config from TOML text holding the table's contents (not the `[data]` header).
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<DataConfig> {
         let config: DataConfig = toml::from_str(text).map_err(|e| DataError::Config {
@@ -366,6 +382,28 @@ impl DataConfig {
 }
 
 impl SourceConfig {
+    /// A source read from `path` (a file or glob) in `format`, every other key at its default (for
+    /// recipes built in code).
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>, format: Format) -> Self {
+        SourceConfig {
+            name: name.into(),
+            path: path.into(),
+            reader: None,
+            format,
+            text_field: default_text_field(),
+            pairs_field: default_pairs_field(),
+            question_field: None,
+            response_field: None,
+            examples_per_doc: default_examples_per_doc(),
+            weight: default_weight(),
+            val_fraction: None,
+            domain: None,
+            general_tokenizer: None,
+            domain_tokenizer: None,
+            synthesize: None,
+        }
+    }
+
     /// The validation fraction for this source (its own, else the global one).
     pub fn val_fraction(&self, global: f64) -> f64 {
         self.val_fraction.unwrap_or(global)

@@ -6,6 +6,7 @@
 //! - [`read`]: files (JSONL, `.gz`/`.zst`, Parquet, `.txt`) → records.
 //! - [`format`]: records → plain-text documents (`raw`, `instruction-augmented`, `instruction`).
 //! - [`source`]: a source's files → documents with the bad-record policy; [`preview`].
+//! - [`tokenizer_source`]: which tokenizer a recipe uses, with its BOS/EOS ids.
 //! - [`tokenize`], [`shard`], [`prepare()`](prepare::prepare): documents → pre-tokenized shards + manifest.
 //! - [`synthesis`]: the instruction synthesizer's protocol (prompts, rounds, parsing) as LMOps runs it.
 //! - [`prepared`], [`stream`], [`eval`]: shards → mixed, packed, resumable batches; held-out batches.
@@ -26,6 +27,7 @@
 
 pub mod augment;
 pub mod config;
+pub mod detokenize;
 pub mod error;
 pub mod eval;
 pub mod format;
@@ -38,8 +40,10 @@ pub mod source;
 pub mod stream;
 pub mod synthesis;
 pub mod tokenize;
+pub mod tokenizer_source;
 
 pub use config::{DataConfig, Format, OnBadRecord, ReaderKind, SourceConfig, SynthesizeConfig};
+pub use detokenize::TextStream;
 pub use error::{DataError, Result};
 pub use eval::EvalIter;
 pub use manifest::{FileEntry, Manifest, PrepareRun, SourceManifest};
@@ -48,3 +52,4 @@ pub use prepared::PreparedData;
 pub use source::preview;
 pub use stream::{Batch, Cursor, SourceCursor, SourceStats, StreamOptions, TrainStream};
 pub use tokenize::TextTokenizer;
+pub use tokenizer_source::TokenizerSource;

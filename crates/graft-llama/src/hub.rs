@@ -59,16 +59,37 @@ pub fn is_repo_id(s: &str) -> bool {
     matches!(s.split_once('/'), Some((org, name)) if valid(org) && valid(name))
 }
 
+/// What a resolved checkpoint directory must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// `config.json` and complete weights (to load the model).
+    Weights,
+    /// `config.json` only (to plan or inspect an architecture before downloading its weights).
+    Config,
+}
+
 /// Turns a model argument into a checkpoint directory without touching the network: an existing
 /// local path, or the cached snapshot of a Hub repo at `revision` (default "main") that has
 /// `config.json` and its weights.
 pub fn resolve(model: &str, revision: Option<&str>) -> Result<PathBuf> {
+    resolve_for(model, revision, Need::Weights)
+}
+
+/// [`resolve`], asking only for what `need` says: with [`Need::Config`] a local directory must
+/// hold `config.json` and a cached snapshot need not have its weights yet.
+pub fn resolve_for(model: &str, revision: Option<&str>, need: Need) -> Result<PathBuf> {
     let path = Path::new(model);
     if path.exists() {
         if !path.is_dir() {
             return Err(Error::Resolve {
                 model: model.to_string(),
                 message: "is a file; pass the checkpoint directory holding config.json".into(),
+            });
+        }
+        if need == Need::Config && !path.join(CONFIG_FILE).is_file() {
+            return Err(Error::Resolve {
+                model: model.to_string(),
+                message: format!("has no {CONFIG_FILE}; pass an HF checkpoint directory"),
             });
         }
         return Ok(path.to_path_buf());
@@ -84,12 +105,20 @@ pub fn resolve(model: &str, revision: Option<&str>) -> Result<PathBuf> {
         message: "cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME".into(),
     })?;
     let revision = revision.unwrap_or(DEFAULT_REVISION);
-    resolve_in_cache(&cache, model, revision).ok_or_else(|| Error::Resolve {
+    let found = match need {
+        Need::Weights => resolve_in_cache(&cache, model, revision),
+        Need::Config => snapshot_with_config(&cache, model, revision),
+    };
+    found.ok_or_else(|| Error::Resolve {
         model: model.to_string(),
         message: format!(
-            "revision {revision} is not in the HF cache at {} (or lacks config.json or weights)\n\
+            "revision {revision} is not in the HF cache at {} (or lacks {})\n\
              HINT: download it first (graft download {model}) or pass a local directory",
-            cache.display()
+            cache.display(),
+            match need {
+                Need::Weights => "config.json or weights",
+                Need::Config => "config.json",
+            }
         ),
     })
 }
@@ -98,6 +127,11 @@ pub fn resolve(model: &str, revision: Option<&str>) -> Result<PathBuf> {
 /// `config.json` and complete weights. `revision` may be a branch/tag (looked up in `refs/`) or
 /// a commit hash.
 pub fn resolve_in_cache(cache: &Path, repo_id: &str, revision: &str) -> Option<PathBuf> {
+    snapshot_with_config(cache, repo_id, revision).filter(|s| weight_files(s).is_ok())
+}
+
+/// The snapshot directory of `repo_id` at `revision` if it holds `config.json` (weights or not).
+fn snapshot_with_config(cache: &Path, repo_id: &str, revision: &str) -> Option<PathBuf> {
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
     let root = cache.join(repo.folder_name());
     let commit = match std::fs::read_to_string(root.join("refs").join(revision)) {
@@ -108,8 +142,7 @@ pub fn resolve_in_cache(cache: &Path, repo_id: &str, revision: &str) -> Option<P
         return None;
     }
     let snapshot = root.join("snapshots").join(commit);
-    let complete = snapshot.join(CONFIG_FILE).is_file() && weight_files(&snapshot).is_ok();
-    complete.then_some(snapshot)
+    snapshot.join(CONFIG_FILE).is_file().then_some(snapshot)
 }
 
 /// Downloads `config.json`, the optional generation/tokenizer files, and the weights (the index

@@ -88,10 +88,48 @@ pub enum TrainError {
     /// Invalid training configuration detected at run time.
     #[error("{0}")]
     Config(String),
+    /// A step of a run failed: `context` says which (and names the recipe, file or model), `source`
+    /// why. Displayed as the context alone; error reporters (anyhow's `{:#}`) add the cause.
+    #[error("{context}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 /// Result alias for graft-train.
 pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// `.context(..)` for results of graft-train and the crates below it: wraps the error in
+/// [`TrainError::Context`].
+pub trait ResultExt<T> {
+    /// Wrap an error with what was being done.
+    fn context_with(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for std::result::Result<T, E> {
+    fn context_with(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| TrainError::Context {
+            context: context(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// An error and its causes on one line, `outer: inner: …` (as anyhow's `{:#}`).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
 
 impl TrainError {
     /// Build an [`TrainError::Io`] with the path and action.

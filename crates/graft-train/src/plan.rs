@@ -6,14 +6,14 @@
 //! otherwise (optimizer-state or gradient sharding over ≥ N GPUs, LoRA, a smaller micro-batch).
 //! All sizes are bytes; reports print GB = 10⁹ bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use graft_llama::keymap::LayerParam;
 use graft_llama::memory::{
     adamw_state_bytes, checkpointed_activation_bytes, logits_buffer_bytes, lora_param_count,
     param_counts, training_activation_bytes, DTypeSize,
 };
-use graft_llama::{LlamaConfig, ModelConfig};
+use graft_llama::LlamaConfig;
 use serde::Serialize;
 
 use crate::error::{Result, TrainError};
@@ -236,66 +236,13 @@ fn dtype_name(dtype: DTypeSize) -> &'static str {
 }
 
 /// The architecture of the recipe's model and a description of where it came from: the base
-/// model's `config.json` (a local directory, or a Hub id found in the HF cache), or `[model.init]`.
+/// model's `config.json` (a local directory, or a Hub id found in the HF cache), or `[model.init]`,
+/// as [`crate::model::resolve_config`] resolves it for every command.
 pub fn recipe_model_config(recipe: &Recipe) -> Result<(LlamaConfig, String)> {
-    if let Some(init) = &recipe.model.init {
-        let mut json = serde_json::to_value(init)
-            .map_err(|e| TrainError::Config(format!("[model.init]: {e}")))?;
-        json["model_type"] = "llama".into();
-        let parsed = ModelConfig::from_json_str(&json.to_string(), "[model.init]")
-            .map_err(|e| TrainError::Config(format!("[model.init]: {e}")))?;
-        return Ok((parsed.llama, "[model.init]".into()));
-    }
-    let base = recipe
-        .model
-        .base
-        .as_deref()
-        .ok_or_else(|| TrainError::Config("[model] needs `base` or [model.init]".into()))?;
-    let path = base_config_path(base)?;
-    let parsed = ModelConfig::from_file(&path).map_err(|e| TrainError::Model(e.to_string()))?;
-    let what = if Path::new(base).exists() {
-        path.display().to_string()
-    } else {
-        format!("{base} ({})", path.display())
-    };
-    Ok((parsed.llama, what))
-}
-
-/// `config.json` of a local checkpoint directory, or of a Hub repo's cached snapshot (weights
-/// need not be downloaded: planning only needs the architecture).
-fn base_config_path(base: &str) -> Result<PathBuf> {
-    let local = Path::new(base);
-    if local.exists() {
-        let path = if local.is_dir() {
-            local.join("config.json")
-        } else {
-            local.to_path_buf()
-        };
-        if !path.is_file() {
-            return Err(TrainError::MissingPath {
-                key: "model.base (config.json)".into(),
-                path,
-            });
-        }
-        return Ok(path);
-    }
-    if let Ok(dir) = graft_llama::hub::resolve(base, None) {
-        return Ok(dir.join("config.json"));
-    }
-    let cached = graft_llama::hub::hub_cache_dir().and_then(|cache| {
-        let root = cache.join(format!("models--{}", base.replace('/', "--")));
-        let commit = std::fs::read_to_string(root.join("refs/main")).ok()?;
-        let path = root
-            .join("snapshots")
-            .join(commit.trim())
-            .join("config.json");
-        path.is_file().then_some(path)
-    });
-    cached.ok_or_else(|| {
-        TrainError::Model(format!(
-            "model.base {base:?}: no config.json in the HF cache. Hint: run `graft download {base}` or point model.base at a local directory"
-        ))
-    })
+    // paths in a loaded recipe are already resolved; the name only labels errors
+    let (config, what) = crate::model::resolve_config(recipe, Path::new(&recipe.name))
+        .map_err(|e| TrainError::Model(crate::error::error_chain(&e)))?;
+    Ok((config.llama, what))
 }
 
 #[path = "plan_advice.rs"]

@@ -270,6 +270,66 @@ fn default_state_dtype() -> String {
     "f32".into()
 }
 
+impl TrainSection {
+    /// `[train]` for `steps` optimizer steps of `micro_batch_size` sequences at peak learning
+    /// rate `lr`, every other key at its default (for recipes built in code).
+    pub fn new(micro_batch_size: usize, steps: u64, lr: f64) -> Self {
+        TrainSection {
+            method: Method::default(),
+            micro_batch_size,
+            grad_accum: one(),
+            steps: Some(steps),
+            total_tokens: None,
+            lr,
+            min_lr_ratio: default_min_lr_ratio(),
+            warmup_steps: 0,
+            betas: default_betas(),
+            eps: default_eps(),
+            weight_decay: default_weight_decay(),
+            clip_norm: one_f(),
+            seed: 0,
+            save_every: 0,
+            keep_last: default_keep_last(),
+            eval_every: 0,
+            eval_batches: default_eval_batches(),
+            log_every: default_log_every(),
+            max_nonfinite_steps: default_max_nonfinite(),
+            optimizer_state_dtype: default_state_dtype(),
+            activation_checkpointing: false,
+            device: None,
+            devices: None,
+            nodes: None,
+        }
+    }
+}
+
+impl ModelInit {
+    /// A Llama architecture of these sizes; context 8192, RMSNorm eps 1e-5, RoPE θ 500000, untied
+    /// embeddings and no BOS/EOS ids unless set afterwards.
+    pub fn llama(
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        (num_attention_heads, num_key_value_heads): (usize, usize),
+        vocab_size: usize,
+    ) -> Self {
+        ModelInit {
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            vocab_size,
+            max_position_embeddings: default_max_pos(),
+            rms_norm_eps: default_norm_eps(),
+            rope_theta: default_rope_theta(),
+            tie_word_embeddings: false,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+}
+
 impl Recipe {
     /// Read, override (`key=value` specs), validate and resolve the recipe at `path`.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe> {
@@ -295,6 +355,17 @@ impl Recipe {
         recipe.validate().map_err(err)?;
         recipe.resolve_paths(path.parent().unwrap_or(Path::new(".")))?;
         Ok(recipe)
+    }
+
+    /// Validate a recipe built in code and resolve its relative paths against the directory of
+    /// `path`, as [`Recipe::load`] does for a file (`path` also names the recipe in errors).
+    pub fn resolved(mut self, path: &Path) -> Result<Recipe> {
+        self.validate().map_err(|message| TrainError::Recipe {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        self.resolve_paths(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(self)
     }
 
     /// The resolved recipe as TOML (for the run directory's copy).

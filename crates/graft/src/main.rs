@@ -2,11 +2,10 @@
 //!
 //! Thin glue: every subcommand parses its arguments here and calls into the library crates.
 
-mod backend;
 mod cmd;
-mod prep;
 mod progress;
-mod synth_prep;
+
+use graft_train::backend;
 
 use clap::{Parser, Subcommand};
 

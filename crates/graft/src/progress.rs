@@ -1,17 +1,18 @@
 //! Terminal progress for long commands, and a log writer that keeps tracing lines from tearing it.
 //!
 //! The training bar counts tokens (so indicatif's rate is tokens/s and its ETA follows throughput)
-//! and shows the step and the last logged loss. It is driven from outside the trainer: a
-//! [`BatchSource`] wrapper advances it as micro-batches are taken, a [`ScalarLogger`] wrapper puts
-//! `train/loss` in its message. When stderr is not a terminal the bar is hidden and the trainer's
-//! plain `tracing` lines (every `log_every` steps) are the progress output.
+//! and shows the step and the last logged loss. It is driven by the run's events
+//! ([`TerminalObserver`]: tokens handed out, `train/loss` logged). When stderr is not a terminal
+//! the bar is hidden and the trainer's plain `tracing` lines (every `log_every` steps) are the
+//! progress output.
 
-use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Mutex;
 
-use graft_train::logging::ScalarLogger;
-use graft_train::{BatchSource, TokenBatch};
+use graft_data::synthesis::SynthSummary;
+use graft_data::Manifest;
+use graft_train::run::{Observer, TrainStart};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// The bar currently drawn, if any; log lines are printed above it.
@@ -85,11 +86,6 @@ impl TrainBar {
         self.bar.set_position(step * self.tokens_per_step);
         self.bar.reset_eta();
     }
-
-    /// A handle to the bar.
-    pub fn bar(&self) -> ProgressBar {
-        self.bar.clone()
-    }
 }
 
 impl Drop for TrainBar {
@@ -101,53 +97,72 @@ impl Drop for TrainBar {
     }
 }
 
-/// A [`BatchSource`] that advances a bar by the tokens of every micro-batch it hands out.
-pub struct CountingSource<'a> {
-    /// The real source.
-    pub inner: &'a mut dyn BatchSource,
-    /// The bar to advance.
-    pub bar: ProgressBar,
-    /// Data-parallel peers taking a batch of the same size at the same time (1 on one device):
-    /// the bar counts all their tokens.
-    pub peers: u64,
+/// The terminal face of a [`graft_train::Run`]: a [`TrainBar`] while training (its message shows
+/// the last `train/loss`), and the data-preparation summaries on stderr.
+#[derive(Default)]
+pub struct TerminalObserver {
+    bar: Mutex<Option<TrainBar>>,
 }
 
-impl BatchSource for CountingSource<'_> {
-    fn next_batch(&mut self) -> graft_train::Result<TokenBatch> {
-        let batch = self.inner.next_batch()?;
-        self.bar.inc(batch.tokens.len() as u64 * self.peers);
-        Ok(batch)
-    }
-    fn cursor(&self) -> graft_train::Result<serde_json::Value> {
-        self.inner.cursor()
-    }
-    fn restore(&mut self, cursor: &serde_json::Value) -> graft_train::Result<()> {
-        self.inner.restore(cursor)
-    }
-    fn tokens_per_source(&self) -> BTreeMap<String, u64> {
-        self.inner.tokens_per_source()
-    }
-    fn epochs_per_source(&self) -> BTreeMap<String, f64> {
-        self.inner.epochs_per_source()
-    }
-}
-
-/// A [`ScalarLogger`] that forwards everything and shows the last `train/loss` on the bar.
-pub struct BarLogger {
-    /// The real logger.
-    pub inner: Box<dyn ScalarLogger>,
-    /// The bar whose message shows the loss.
-    pub bar: ProgressBar,
-}
-
-impl ScalarLogger for BarLogger {
-    fn scalar(&mut self, tag: &str, value: f64, step: u64) -> graft_train::Result<()> {
-        if tag == "train/loss" {
-            self.bar.set_message(format!("loss {value:.4}"));
+impl TerminalObserver {
+    fn with_bar(&self, f: impl FnOnce(&TrainBar)) {
+        if let Some(bar) = self.bar.lock().ok().as_ref().and_then(|b| b.as_ref()) {
+            f(bar);
         }
-        self.inner.scalar(tag, value, step)
     }
-    fn flush(&mut self) -> graft_train::Result<()> {
-        self.inner.flush()
+}
+
+impl Observer for TerminalObserver {
+    fn synthesized(&self, source: &str, s: &SynthSummary) {
+        eprintln!(
+            "synthesized `{source}`: {} texts ({} already done), {} pairs, {} texts truncated for length",
+            s.texts, s.resumed, s.pairs, s.truncated
+        );
+    }
+    fn prepared(&self, recipe: &Path, dir: &Path, manifest: &Manifest) {
+        print_manifest(recipe, dir, manifest);
+    }
+    fn train_started(&self, start: &TrainStart) {
+        match TrainBar::new(start.total_steps, start.tokens_per_step) {
+            Ok(bar) => {
+                if let Ok(mut b) = self.bar.lock() {
+                    *b = Some(bar);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no progress bar"),
+        }
+    }
+    fn resumed(&self, step: u64) {
+        self.with_bar(|bar| bar.start_at(step));
+    }
+    fn tokens(&self, tokens: u64) {
+        self.with_bar(|bar| bar.bar.inc(tokens));
+    }
+    fn scalar(&self, tag: &str, value: f64, _step: u64) {
+        if tag == "train/loss" {
+            self.with_bar(|bar| bar.bar.set_message(format!("loss {value:.4}")));
+        }
+    }
+    fn train_ended(&self) {
+        if let Ok(mut b) = self.bar.lock() {
+            b.take(); // clears the bar
+        }
+    }
+}
+
+/// Print what data preparation did, one line per source (to stderr).
+pub fn print_manifest(recipe: &Path, dir: &Path, manifest: &Manifest) {
+    eprintln!(
+        "prepared {} in {} ({} file(s) tokenized, {} unchanged)",
+        recipe.display(),
+        dir.display(),
+        manifest.run.written,
+        manifest.run.reused
+    );
+    for s in &manifest.sources {
+        eprintln!(
+            "  {:<16} {:>8} docs {:>12} tokens  bad records {}  dropped pairs {}",
+            s.name, s.documents, s.tokens, s.bad_records, s.dropped_pairs
+        );
     }
 }

@@ -46,6 +46,8 @@ pub enum ExportError {
     Llama(#[from] crate::Error),
 
     /// The output directory already holds files.
+    #[error("{path} is not a LoRA checkpoint (no adapter_config.json); --adapter-only and --base apply to LoRA checkpoints only")]
+    NotLora { path: PathBuf },
     #[error("{path}: output directory is not empty\nHINT: pass --force to replace it (the old directory is replaced only after the new export is complete), or choose another directory")]
     OutDirNotEmpty { path: PathBuf },
 

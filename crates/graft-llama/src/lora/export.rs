@@ -22,6 +22,30 @@ use crate::export::{
 use crate::keymap::ParamKey;
 use crate::Error;
 
+/// Exports any graft checkpoint as `graft export` does: a plain checkpoint as is; a LoRA checkpoint
+/// merged into its base (`base`, else the adapter's `base_model_name_or_path`), or with
+/// `adapter_only` as the PEFT adapter alone. `base`/`adapter_only` on a plain checkpoint are errors.
+pub fn export_any(
+    src: &Path,
+    base: Option<&Path>,
+    adapter_only: bool,
+    out: &Path,
+    options: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary> {
+    let lora = super::is_adapter_dir(src);
+    if !lora && (adapter_only || base.is_some()) {
+        return Err(ExportError::NotLora {
+            path: src.to_path_buf(),
+        });
+    }
+    match (lora, adapter_only) {
+        (false, _) => crate::export::export_checkpoint(src, out, options, progress),
+        (true, true) => export_adapter(src, out, options),
+        (true, false) => export_merged(src, base, out, options, progress),
+    }
+}
+
 /// Writes the adapter in `adapter_dir` to `out` as a PEFT adapter directory
 /// (`adapter_config.json` copied, `adapter_model.safetensors` in `options.dtype`).
 pub fn export_adapter(

@@ -32,6 +32,14 @@ pub enum EvalError {
     /// The data holds nothing to score.
     #[error("{}: no targets to score\nHINT: rows need at least two tokens (perplexity) or one row (choice)", path.display())]
     Empty { path: PathBuf },
+    /// The model (or its tokenizer) to evaluate could not be loaded.
+    #[error("loading {}: {message}", dir.display())]
+    Load {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// An option is out of range (e.g. a batch size of 0).
     #[error("invalid evaluation setting: {0}")]
     Setting(String),

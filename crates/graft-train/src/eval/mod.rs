@@ -12,6 +12,7 @@
 
 pub mod choice;
 pub mod error;
+pub mod model;
 pub mod perplexity;
 pub mod rows;
 pub mod score;
@@ -21,5 +22,6 @@ pub use choice::{
     ChoiceRow, RowScore,
 };
 pub use error::{EvalError, Result};
+pub use model::EvalModel;
 pub use perplexity::{perplexity, read_perplexity_rows, windows, PerplexityResult};
 pub use score::{score_requests, ScoreRequest};

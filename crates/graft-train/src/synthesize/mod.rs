@@ -9,6 +9,7 @@
 //! the same bytes.
 
 mod io;
+pub mod sources;
 
 use std::ops::Range;
 use std::path::Path;

@@ -2,11 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use graft_data::TextTokenizer;
-use graft_llama::Llama;
 use graft_train::eval::{
-    perplexity, read_choice_rows, read_perplexity_rows, score_choice_task, ChoiceOptions,
+    perplexity, read_choice_rows, read_perplexity_rows, score_choice_task, ChoiceOptions, EvalModel,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -78,30 +75,9 @@ pub fn run(command: EvalCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The model, its BOS id and its tokenizer (when the directory has `tokenizer.json`).
-struct Loaded {
-    model: Llama<Backend>,
-    bos: Option<u32>,
-    tokenizer: Option<TextTokenizer>,
-}
-
-fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
+fn load(args: &ModelArgs) -> anyhow::Result<EvalModel<Backend>> {
     let dir = graft_llama::hub::resolve(&args.model, args.revision.as_deref())?;
-    let (model, config) = graft_llama::load::<Backend>(&dir, &device())
-        .with_context(|| format!("loading {}", dir.display()))?;
-    let bos = config.llama.bos_token_id;
-    let eos = config.llama.eos_token_ids.first().copied();
-    let tok_path = dir.join("tokenizer.json");
-    let tokenizer = if tok_path.is_file() {
-        Some(TextTokenizer::from_file(&tok_path, bos, eos)?)
-    } else {
-        None
-    };
-    Ok(Loaded {
-        model,
-        bos,
-        tokenizer,
-    })
+    Ok(EvalModel::load(&dir, &device())?)
 }
 
 /// A bar on stderr (hidden when stderr is not a terminal); `progress(done, total)` drives it.

@@ -9,10 +9,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use graft_llama::export::{
-    export_checkpoint, parse_size, ExportDtype, ExportOptions, ExportSummary,
-};
-use graft_llama::lora::export::{export_adapter, export_merged};
+use graft_llama::export::{parse_size, ExportDtype, ExportOptions};
+use graft_llama::lora::export::export_any;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
@@ -69,8 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let summary = export(&args, &src, &options, &mut progress)
-        .with_context(|| format!("exporting {} to {}", src.display(), args.out_dir.display()))?;
+    let (base, adapter_only) = (args.base.as_deref(), args.adapter_only);
+    let summary = export_any(
+        &src,
+        base,
+        adapter_only,
+        &args.out_dir,
+        &options,
+        &mut progress,
+    )
+    .with_context(|| format!("exporting {} to {}", src.display(), args.out_dir.display()))?;
     bar.finish_and_clear();
     println!(
         "exported {} ({}, {:.1} M parameters, {} in {} file{}{}) to {}",
@@ -92,30 +98,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out_dir.display()
     );
     Ok(())
-}
-
-/// Plain export, LoRA merge or adapter-only export, depending on the checkpoint and flags.
-fn export(
-    args: &Args,
-    src: &std::path::Path,
-    options: &ExportOptions,
-    progress: &mut dyn FnMut(u64, u64),
-) -> anyhow::Result<ExportSummary> {
-    let lora = graft_llama::lora::is_adapter_dir(src);
-    if !lora && (args.adapter_only || args.base.is_some()) {
-        anyhow::bail!(
-            "{} is not a LoRA checkpoint (no adapter_config.json); --adapter-only and --base apply to LoRA checkpoints only",
-            src.display()
-        );
-    }
-    let summary = match (lora, args.adapter_only) {
-        (false, _) => export_checkpoint(src, &args.out_dir, options, progress)?,
-        (true, true) => export_adapter(src, &args.out_dir, options)?,
-        (true, false) => {
-            export_merged(src, args.base.as_deref(), &args.out_dir, options, progress)?
-        }
-    };
-    Ok(summary)
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -1,5 +1,5 @@
 //! Training on one device, or data-parallel on several (one peer thread per device, see
-//! `graft_train::parallel` and docs/distributed.md).
+//! `crate::parallel` and docs/distributed.md).
 //!
 //! Every peer builds its own replica, reads its own slice of the data (`TrainStream` rank `r` of
 //! `world`: global sequence `g` goes to rank `g % world`) and runs the recipe's `grad_accum`
@@ -7,29 +7,32 @@
 //! `micro_batch_size × grad_accum × devices`); the gradients and the loss are averaged over the
 //! peers after each step's backward passes, which makes the run equal (up to float rounding) to a
 //! one-device run with `devices` times the micro-batches.
-//! Rank 0 alone logs, shows progress, evaluates and saves checkpoints; every rank resumes from
+//! Rank 0 alone logs, reports progress, evaluates and saves checkpoints; every rank resumes from
 //! rank 0's checkpoint (the data cursor is the same on every rank).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context};
-
 use burn::tensor::Device;
 use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
-use graft_train::logging::TensorBoardLogger;
-use graft_train::parallel::{run_data_parallel, DataParallel, ParallelConfig};
-use graft_train::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Trainer};
 
-use super::model::{ModelOrigin, ModelSpec};
-use super::Args;
+use super::observer::{CountingSource, ObservedLogger, Observer, TrainStart};
 use crate::backend::{Backend, TrainBackend};
-use crate::progress::{BarLogger, CountingSource, TrainBar};
+use crate::error::{error_chain, Result, ResultExt};
+use crate::logging::TensorBoardLogger;
+use crate::model::{ModelOrigin, ModelSpec};
+use crate::parallel::{run_data_parallel, DataParallel, ParallelConfig};
+use crate::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Trainer};
 
 /// Everything the peers share: the resolved recipe, model and data, and the loop settings.
 pub struct Job<'a> {
-    pub args: &'a Args,
     pub recipe: &'a Recipe,
+    /// The recipe file (relative paths, error messages).
+    pub recipe_path: &'a Path,
+    /// Continue from the run directory's newest checkpoint.
+    pub resume: bool,
+    /// Told about rank 0's progress.
+    pub observer: Arc<dyn Observer>,
     pub run_dir: &'a Path,
     pub model: ModelSpec,
     pub data: Arc<PreparedData>,
@@ -50,11 +53,7 @@ struct Peer {
 
 impl Job<'_> {
     /// Train on `devices` (one or more); returns the step the run ended at.
-    pub fn run(
-        &self,
-        devices: Vec<Device<Backend>>,
-        parallel: &ParallelConfig,
-    ) -> anyhow::Result<u64> {
+    pub fn run(&self, devices: Vec<Device<Backend>>, parallel: &ParallelConfig) -> Result<u64> {
         // the backend RNG is process-wide: peers build their models one at a time
         let build_lock = Mutex::new(());
         if parallel.world_size() == 1 {
@@ -74,7 +73,7 @@ impl Job<'_> {
             "data-parallel training"
         );
         // the first error in time is the cause; the other peers then fail in the collective
-        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let first_error: Mutex<Option<TrainError>> = Mutex::new(None);
         let result = run_data_parallel::<Backend, _, _>(parallel, &devices, |dp| {
             let local = dp.rank() % devices.len();
             let peer = Peer {
@@ -83,7 +82,7 @@ impl Job<'_> {
                 device: devices[local].clone(),
             };
             self.run_peer(peer, Some(dp), &build_lock).map_err(|e| {
-                let message = format!("{e:#}");
+                let message = error_chain(&e);
                 if let Ok(mut first) = first_error.lock() {
                     first.get_or_insert(e);
                 }
@@ -94,7 +93,7 @@ impl Job<'_> {
             Ok(steps) => Ok(steps[0]),
             Err(e) => {
                 let first = first_error.lock().ok().and_then(|mut f| f.take());
-                Err(first.unwrap_or_else(|| anyhow!(e)))
+                Err(first.unwrap_or(e))
             }
         }
     }
@@ -105,7 +104,7 @@ impl Job<'_> {
         peer: Peer,
         dp: Option<DataParallel<Backend>>,
         build_lock: &Mutex<()>,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64> {
         let model = {
             let _one_at_a_time = build_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.model.build::<TrainBackend>(&peer.device)?
@@ -116,8 +115,8 @@ impl Job<'_> {
             _ => model,
         };
         // LoRA (train.method = "lora"): freeze the base, attach the [lora] adapters (seeded, the
-        // same on every peer); checkpoints then hold the adapter only (graft_train::lora).
-        let model = graft_train::lora::prepare_model(model, self.recipe)?;
+        // same on every peer); checkpoints then hold the adapter only (crate::lora).
+        let model = crate::lora::prepare_model(model, self.recipe)?;
         let mut stream = TrainStream::new(
             self.data.clone(),
             StreamOptions {
@@ -125,7 +124,8 @@ impl Job<'_> {
                 rank: peer.rank,
                 world_size: peer.world,
             },
-        )?;
+        )
+        .map_err(|e| TrainError::Data(e.to_string()))?;
         let mut trainer = Trainer::new(
             model,
             self.model.config.clone(),
@@ -133,54 +133,80 @@ impl Job<'_> {
             peer.device.clone(),
         )
         .with_run_dir(self.run_dir)?;
-        let bar = if peer.rank == 0 {
-            let bar = TrainBar::new(self.total_steps, self.recipe.tokens_per_step())?;
-            trainer = self.primary_extras(trainer, &bar, peer.device.clone())?;
-            Some(bar)
+        let observer = if peer.rank == 0 {
+            self.observer.train_started(&TrainStart {
+                total_steps: self.total_steps,
+                stop_step: self.config.steps,
+                tokens_per_step: self.recipe.tokens_per_step(),
+            });
+            trainer = self.primary_extras(trainer, peer.device.clone())?;
+            Some(self.observer.clone())
         } else {
             None
         };
         if let Some(dp) = dp {
             trainer = trainer.with_grad_sync(Box::new(dp));
         }
-        self.resume(&mut trainer, &mut stream, bar.as_ref(), peer.rank)?;
+        let result = self.train(&mut trainer, &mut stream, observer.clone(), &peer);
+        if let Some(observer) = observer {
+            observer.train_ended();
+        }
+        result?;
+        Ok(trainer.state().step)
+    }
+
+    /// Resume if asked, then run the loop (rank 0 reports the tokens it hands out).
+    fn train(
+        &self,
+        trainer: &mut Trainer<TrainBackend>,
+        stream: &mut TrainStream,
+        observer: Option<Arc<dyn Observer>>,
+        peer: &Peer,
+    ) -> Result<()> {
+        self.resume(trainer, stream, observer.as_deref(), peer.rank)?;
         let mut counting;
-        let source: &mut dyn BatchSource = match &bar {
-            Some(bar) => {
+        let source: &mut dyn BatchSource = match observer {
+            Some(observer) => {
                 counting = CountingSource {
-                    inner: &mut stream,
-                    bar: bar.bar(),
+                    inner: stream,
+                    observer,
                     peers: peer.world as u64,
                 };
                 &mut counting
             }
-            None => &mut stream,
+            None => stream,
         };
-        trainer.run(source).context("training")?;
-        Ok(trainer.state().step)
+        trainer.run(source).context_with(|| "training".into())?;
+        Ok(())
     }
 
-    /// Rank 0's logger (TensorBoard, shown on the bar), evaluator and tokenizer files.
+    /// Rank 0's logger (TensorBoard, told to the observer), evaluator and tokenizer files.
     fn primary_extras(
         &self,
         trainer: Trainer<TrainBackend>,
-        bar: &TrainBar,
         device: Device<Backend>,
-    ) -> anyhow::Result<Trainer<TrainBackend>> {
+    ) -> Result<Trainer<TrainBackend>> {
         let logger = TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?;
         let tokenizer = self
             .tokenizer
             .lock()
             .ok()
             .and_then(|mut t| t.take())
-            .context("the tokenizer was already taken by another rank 0")?;
+            .ok_or_else(|| {
+                TrainError::Config("the tokenizer was already taken by another rank 0".into())
+            })?;
         let evaluator = evaluator(self.recipe, self.data.clone(), tokenizer, device)?;
         Ok(trainer
-            .with_logger(Box::new(BarLogger {
+            .with_logger(Box::new(ObservedLogger {
                 inner: Box::new(logger),
-                bar: bar.bar(),
+                observer: self.observer.clone(),
             }))
-            .with_tokenizer_dir(self.model.tokenizer.dir(&self.args.recipe)?)
+            .with_tokenizer_dir(
+                self.model
+                    .tokenizer
+                    .dir(self.recipe_path)
+                    .map_err(|e| TrainError::Data(e.to_string()))?,
+            )
             .with_evaluator(self.recipe.train.eval_every, Box::new(evaluator)))
     }
 
@@ -189,17 +215,17 @@ impl Job<'_> {
         &self,
         trainer: &mut Trainer<TrainBackend>,
         stream: &mut TrainStream,
-        bar: Option<&TrainBar>,
+        observer: Option<&dyn Observer>,
         rank: usize,
-    ) -> anyhow::Result<()> {
-        if !self.args.resume {
+    ) -> Result<()> {
+        if !self.resume {
             return Ok(());
         }
         let run = self.run_dir.display();
         match trainer.resume(stream)? {
             Some(step) => {
-                if let Some(bar) = bar {
-                    bar.start_at(step);
+                if let Some(observer) = observer {
+                    observer.resumed(step);
                 }
                 if rank == 0 {
                     tracing::info!(step, run = %run, "resuming");
@@ -220,7 +246,7 @@ fn evaluator(
     data: Arc<PreparedData>,
     tokenizer: TextTokenizer,
     device: Device<Backend>,
-) -> anyhow::Result<PeriodicEval<Backend>> {
+) -> Result<PeriodicEval<Backend>> {
     let eval = PeriodicEval::<Backend>::new(
         data,
         recipe.train.micro_batch_size,

@@ -1,4 +1,4 @@
-//! Raw sources with `synthesize = { model = … }`: `graft prepare` (and `graft train`) run the
+//! Raw sources with `synthesize = { model = … }`: data preparation (`graft prepare`, `graft train`) runs the
 //! instruction synthesizer over them first, then prepare its output as `instruction-augmented`
 //! data, chained as the synthesizer chained it.
 //!
@@ -8,11 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use graft_data::{DataConfig, Format, ReaderKind, SourceConfig, SynthesizeConfig};
-use graft_train::synthesize::{synthesize_files, SynthesizeOptions};
+use graft_llama::hub::Need;
 
+use super::{synthesize_files, SynthesizeOptions};
 use crate::backend::{device, Backend};
+use crate::error::{Result, ResultExt, TrainError};
+use crate::run::Observer;
 
 /// `config` with every synthesized source replaced by its synthesizer output (synthesizing what is
 /// not done yet). Sources without `synthesize` are unchanged.
@@ -20,11 +22,13 @@ pub fn synthesize_sources(
     config: &DataConfig,
     prepared: &Path,
     recipe: &Path,
-) -> anyhow::Result<DataConfig> {
+    observer: &dyn Observer,
+) -> Result<DataConfig> {
     for source in &config.sources {
         if let Some(syn) = &source.synthesize {
-            run(source, syn, &output_path(source, syn, prepared), recipe)
-                .with_context(|| format!("synthesizing source `{}`", source.name))?;
+            let out = output_path(source, syn, prepared);
+            run(source, syn, &out, recipe, observer)
+                .context_with(|| format!("synthesizing source `{}`", source.name))?;
         }
     }
     Ok(prepared_config(config, prepared))
@@ -63,9 +67,13 @@ fn run(
     syn: &SynthesizeConfig,
     out: &Path,
     recipe: &Path,
-) -> anyhow::Result<()> {
-    let dir = crate::prep::resolve_base(&syn.model, syn.revision.as_deref(), recipe)?;
-    let inputs: Vec<PathBuf> = source.files()?;
+    observer: &dyn Observer,
+) -> Result<()> {
+    let dir =
+        crate::model::resolve_base(&syn.model, syn.revision.as_deref(), recipe, Need::Weights)?;
+    let inputs: Vec<PathBuf> = source
+        .files()
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     let opts = SynthesizeOptions {
         settings: graft_data::synthesis::SynthSettings {
             rounds: syn.rounds,
@@ -84,10 +92,7 @@ fn run(
         &opts,
         &mut |_| {},
     )?;
-    eprintln!(
-        "synthesized `{}`: {} texts ({} already done), {} pairs, {} texts truncated for length",
-        source.name, summary.texts, summary.resumed, summary.pairs, summary.truncated
-    );
+    observer.synthesized(&source.name, &summary);
     Ok(())
 }
 

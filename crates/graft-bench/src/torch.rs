@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::model::Shape;
 
-/// The baseline script, as committed in `crates/graft/benches/torch_baseline.py`.
-const SCRIPT: &str = include_str!("../../../benches/torch_baseline.py");
+/// The baseline script, as committed in `crates/graft-bench/benches/torch_baseline.py`.
+const SCRIPT: &str = include_str!("../benches/torch_baseline.py");
 
 /// What the PyTorch script prints (one JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]

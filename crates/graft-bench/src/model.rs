@@ -208,7 +208,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
     let reps = args.reps as usize;
     let shape = args.shape.resolve();
     // the allocator setting `graft train` runs with (freed blocks reused, not re-faulted)
-    crate::cmd::train::malloc::keep_freed_memory();
+    graft_train::run::keep_freed_memory();
     let cpu = match args.device {
         DeviceArg::Cpu if !args.steps_only => Some(compare_cpu(&args, &shape, threads, reps)?),
         _ => None,

@@ -24,7 +24,7 @@ use super::mem::Probe;
 use super::step::{self, StepMemory, StepRun, StepTimes};
 use super::step_report::build_dtype_name;
 use crate::backend::{self, Backend, TrainBackend};
-use crate::cmd::train::model::resolve_model;
+use graft_train::model::resolve_model;
 
 #[derive(clap::Args)]
 pub struct MemoryArgs {

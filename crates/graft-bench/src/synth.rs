@@ -12,8 +12,8 @@ use graft_train::synthesize::{synthesize, SynthesizeOptions};
 
 use crate::backend::{device, Backend};
 
-/// The baseline script, as committed in `crates/graft/benches/synth_baseline.py`.
-const SCRIPT: &str = include_str!("../../../benches/synth_baseline.py");
+/// The baseline script, as committed in `crates/graft-bench/benches/synth_baseline.py`.
+const SCRIPT: &str = include_str!("../benches/synth_baseline.py");
 
 #[derive(clap::Args)]
 pub struct SynthArgs {
