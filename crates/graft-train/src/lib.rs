@@ -16,6 +16,7 @@ pub mod periodic_eval;
 pub mod plan;
 pub mod precision;
 pub mod recipe;
+pub mod scalar;
 pub mod schedule;
 pub mod source;
 pub mod state;
@@ -30,7 +31,7 @@ pub use periodic_eval::{Evaluator, PeriodicEval};
 pub use recipe::{Method, ModelDtype, Recipe};
 pub use schedule::WarmupCosine;
 pub use source::{BatchSource, TokenBatch, VecSource};
-pub use state::{RngState, TrainingState};
+pub use state::TrainingState;
 pub use trainer::{StepReport, TrainConfig, Trainer};
 
 #[cfg(test)]

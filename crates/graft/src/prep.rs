@@ -76,22 +76,6 @@ pub fn resolve_base(base: &str, revision: Option<&str>, recipe: &Path) -> anyhow
     })
 }
 
-/// BOS and first EOS id from `<model_dir>/config.json`, when there is one.
-pub fn special_ids(model_dir: Option<&Path>) -> anyhow::Result<(Option<u32>, Option<u32>)> {
-    let Some(dir) = model_dir else {
-        return Ok((None, None));
-    };
-    let path = dir.join("config.json");
-    if !path.exists() {
-        return Ok((None, None));
-    }
-    let config = graft_llama::ModelConfig::from_file(&path)?;
-    Ok((
-        config.llama.bos_token_id,
-        config.llama.eos_token_ids.first().copied(),
-    ))
-}
-
 /// Tokenize `config`'s sources into `out` (files unchanged since the last run are reused) and print
 /// a per-source summary to stderr.
 pub fn prepare(

@@ -1,16 +1,17 @@
 //! Terminal progress for long commands, and a log writer that keeps tracing lines from tearing it.
 //!
-//! The training bar counts tokens (so indicatif's rate is tokens/s and its ETA follows throughput)
-//! and shows the step and the last logged loss. It is driven from outside the trainer: a
-//! [`BatchSource`] wrapper advances it as micro-batches are taken, a [`ScalarLogger`] wrapper puts
-//! `train/loss` in its message. When stderr is not a terminal the bar is hidden and the trainer's
-//! plain `tracing` lines (every `log_every` steps) are the progress output.
+//! The training bar counts tokens (so its ETA follows throughput) and shows where the run is: the
+//! step, elapsed time and ETA. The figures (loss, lr, grad norm, tok/s, memory, MFU) are in the
+//! trainer's one line per logged step, printed above the bar (the log writer suspends it), so the
+//! two never repeat each other and the lines stay in the terminal's scroll-back as a history.
+//! The bar is driven from outside the trainer: a [`BatchSource`] wrapper advances it as
+//! micro-batches are taken. When stderr is not a terminal the bar is hidden and the lines alone
+//! are the progress output.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
 
-use graft_train::logging::ScalarLogger;
 use graft_train::{BatchSource, TokenBatch};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
@@ -54,21 +55,23 @@ impl TrainBar {
     pub fn new(steps: u64, tokens_per_step: u64) -> anyhow::Result<Self> {
         let tps = tokens_per_step.max(1);
         let style = ProgressStyle::with_template(
-            "step {step}/{steps} [{bar:30}] {msg} {tok_s} tok/s, {elapsed_precise} elapsed, ETA {eta}",
+            "[{bar:30}] step {step}/{steps}  {elapsed_precise} elapsed, ETA {eta}",
         )?
-        .with_key("step", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", s.pos().div_ceil(tps));
-        })
-        .with_key("steps", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", s.len().unwrap_or(0) / tps);
-        })
-        .with_key("tok_s", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0}", s.per_sec());
-        })
+        .with_key(
+            "step",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", s.pos().div_ceil(tps));
+            },
+        )
+        .with_key(
+            "steps",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", s.len().unwrap_or(0) / tps);
+            },
+        )
         .progress_chars("=> ");
         let bar = ProgressBar::with_draw_target(Some(steps * tps), ProgressDrawTarget::stderr())
             .with_style(style);
-        bar.set_message("loss -");
         if !bar.is_hidden() {
             if let Ok(mut a) = ACTIVE.lock() {
                 *a = Some(bar.clone());
@@ -132,22 +135,26 @@ impl BatchSource for CountingSource<'_> {
     }
 }
 
-/// A [`ScalarLogger`] that forwards everything and shows the last `train/loss` on the bar.
-pub struct BarLogger {
-    /// The real logger.
-    pub inner: Box<dyn ScalarLogger>,
-    /// The bar whose message shows the loss.
-    pub bar: ProgressBar,
-}
+/// The log format without `-v`: the message and its fields, `WARN: `/`ERROR: ` in front of
+/// warnings and errors; no timestamp, level or module path.
+pub struct PlainFormat;
 
-impl ScalarLogger for BarLogger {
-    fn scalar(&mut self, tag: &str, value: f64, step: u64) -> graft_train::Result<()> {
-        if tag == "train/loss" {
-            self.bar.set_message(format!("loss {value:.4}"));
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PlainFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        if level <= tracing::Level::WARN {
+            write!(writer, "{level}: ")?;
         }
-        self.inner.scalar(tag, value, step)
-    }
-    fn flush(&mut self) -> graft_train::Result<()> {
-        self.inner.flush()
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }

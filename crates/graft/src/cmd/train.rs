@@ -8,13 +8,15 @@
 //! ```text
 //! recipe.toml                 the resolved recipe of the latest start
 //! tensorboard/                events.out.tfevents.* (train/*, eval/*)
+//! scalars.tsv                 the same scalars as text (step, tag, value)
+//! curves.png                  loss and evaluation curves, drawn at the end
 //! checkpoints/step-<N>/       HF model dir + optimizer.safetensors + training_state.json
 //! checkpoints/latest          → the newest step-<N>
 //! ```
 //! A run directory that already holds checkpoints is never trained over from scratch: without
 //! `--resume` the command stops and says so (like HF `Trainer`'s "output directory exists" check;
 //! pass `--resume` or another `--out`). `--resume` continues from `checkpoints/latest` (weights,
-//! AdamW moments, schedule position, data position, RNG) and gives the same weights as an
+//! AdamW moments, schedule position, data position) and gives the same weights as an
 //! uninterrupted run; with no checkpoint yet it starts at step 0 (LitGPT's `--resume auto`).
 //!
 //! Several devices (`--devices 0,1` or `train.devices`) train data-parallel, one peer per device
@@ -30,8 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
+use graft_data::atomic::write_atomic;
 use graft_data::{PreparedData, TextTokenizer};
-use graft_train::checkpoint::write_atomic;
+use graft_train::logging::curves;
 use graft_train::parallel::ParallelConfig;
 use graft_train::{CheckpointDir, Recipe, TrainConfig};
 
@@ -244,8 +247,12 @@ fn log_plan(
     }
 }
 
-/// Print where the final checkpoint is and how to export it.
+/// Draw the loss curves, print where the final checkpoint is and how to export it.
 fn report_final(run_dir: &Path, step: u64, total_steps: u64) -> anyhow::Result<()> {
+    let png = run_dir.join(curves::CURVES_FILE);
+    if curves::write_curves(&run_dir.join(curves::SCALARS_FILE), &png)? {
+        println!("loss curves: {}", png.display());
+    }
     let latest = CheckpointDir::new(run_dir)?
         .latest()?
         .context("training finished but no checkpoint was written")?;

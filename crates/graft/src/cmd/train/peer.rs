@@ -7,8 +7,9 @@
 //! `micro_batch_size × grad_accum × devices`); the gradients and the loss are averaged over the
 //! peers after each step's backward passes, which makes the run equal (up to float rounding) to a
 //! one-device run with `devices` times the micro-batches.
-//! Rank 0 alone logs, shows progress, evaluates and saves checkpoints; every rank resumes from
-//! rank 0's checkpoint (the data cursor is the same on every rank).
+//! Rank 0 alone logs (TensorBoard, `scalars.tsv`, one line per logged step), shows progress,
+//! evaluates and saves checkpoints; every rank resumes from rank 0's checkpoint (the data cursor
+//! is the same on every rank).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,14 +18,14 @@ use anyhow::{anyhow, Context};
 
 use burn::tensor::Device;
 use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
-use graft_train::logging::TensorBoardLogger;
+use graft_train::logging::{curves, MultiLogger, TensorBoardLogger, TextLogger};
 use graft_train::parallel::{run_data_parallel, DataParallel, ParallelConfig};
 use graft_train::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Trainer};
 
 use super::model::{ModelOrigin, ModelSpec};
 use super::Args;
-use crate::backend::{Backend, TrainBackend};
-use crate::progress::{BarLogger, CountingSource, TrainBar};
+use crate::backend::{self, Backend, TrainBackend};
+use crate::progress::{CountingSource, TrainBar};
 
 /// Everything the peers share: the resolved recipe, model and data, and the loop settings.
 pub struct Job<'a> {
@@ -135,7 +136,10 @@ impl Job<'_> {
         .with_run_dir(self.run_dir)?;
         let bar = if peer.rank == 0 {
             let bar = TrainBar::new(self.total_steps, self.recipe.tokens_per_step())?;
-            trainer = self.primary_extras(trainer, &bar, peer.device.clone())?;
+            trainer = self.primary_extras(trainer, peer.device.clone())?;
+            let gpu = super::devices::device_indices(&self.args.devices, self.recipe)?[0];
+            let (llama, seq_len) = (&self.model.config.llama, self.recipe.data.seq_len);
+            trainer = trainer.with_meter(backend::step_meter(llama, seq_len, peer.world, gpu));
             Some(bar)
         } else {
             None
@@ -160,14 +164,17 @@ impl Job<'_> {
         Ok(trainer.state().step)
     }
 
-    /// Rank 0's logger (TensorBoard, shown on the bar), evaluator and tokenizer files.
+    /// Rank 0's loggers (TensorBoard, and `scalars.tsv` for the curves), evaluator and
+    /// tokenizer files.
     fn primary_extras(
         &self,
         trainer: Trainer<TrainBackend>,
-        bar: &TrainBar,
         device: Device<Backend>,
     ) -> anyhow::Result<Trainer<TrainBackend>> {
-        let logger = TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?;
+        let logger = MultiLogger(vec![
+            Box::new(TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?),
+            Box::new(TextLogger::new(&self.run_dir.join(curves::SCALARS_FILE))?),
+        ]);
         let tokenizer = self
             .tokenizer
             .lock()
@@ -176,10 +183,7 @@ impl Job<'_> {
             .context("the tokenizer was already taken by another rank 0")?;
         let evaluator = evaluator(self.recipe, self.data.clone(), tokenizer, device)?;
         Ok(trainer
-            .with_logger(Box::new(BarLogger {
-                inner: Box::new(logger),
-                bar: bar.bar(),
-            }))
+            .with_logger(Box::new(logger))
             .with_tokenizer_dir(self.model.tokenizer.dir(&self.args.recipe)?)
             .with_evaluator(self.recipe.train.eval_every, Box::new(evaluator)))
     }
