@@ -107,6 +107,8 @@ pub fn render_png(scalars: &Scalars) -> Result<Option<Vec<u8>>> {
     if losses.is_empty() {
         return Ok(None);
     }
+    let mut losses = losses;
+    losses.sort_by_key(|c| c.name != "train"); // training first: the first colour, the top of the legend
     let accuracies = curves(scalars, |tag| {
         tag.strip_prefix("eval/")
             .and_then(|t| t.strip_suffix("/acc"))
@@ -161,13 +163,15 @@ fn panel(
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&|step| format!("{step:.0}"))
         .y_desc(y_desc)
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (i, curve) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let (r, g, b) = TAB10[i % TAB10.len()];
+        let color = RGBColor(r, g, b);
         let style = color.stroke_width(2);
         chart
             .draw_series(LineSeries::new(curve.points.iter().copied(), style))?
@@ -192,6 +196,20 @@ fn panel(
         .draw()?;
     Ok(())
 }
+
+/// Matplotlib's `tab10` colours: distinct, and all readable on white.
+const TAB10: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
 
 /// The steps all curves span (at least one step wide).
 fn step_range<'a>(curves: impl Iterator<Item = &'a Curve>) -> Range<f64> {
