@@ -137,7 +137,8 @@ impl Job<'_> {
         let bar = if peer.rank == 0 {
             let bar = TrainBar::new(self.total_steps, self.recipe.tokens_per_step())?;
             trainer = self.primary_extras(trainer, peer.device.clone())?;
-            let gpu = super::devices::device_indices(&self.args.devices, self.recipe)?[0];
+            let devices = super::devices::device_indices(&self.args.devices, self.recipe)?;
+            let gpu = devices.first().copied().unwrap_or(0);
             let (llama, seq_len) = (&self.model.config.llama, self.recipe.data.seq_len);
             trainer = trainer.with_meter(backend::step_meter(llama, seq_len, peer.world, gpu));
             Some(bar)
