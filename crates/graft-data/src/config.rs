@@ -243,33 +243,6 @@ impl DataConfig {
         Ok(config)
     }
 
-    /// Reads only the `[data]` table of a recipe file (other tables are ignored) and resolves its
-    /// relative paths against the recipe's directory.
-    pub fn from_recipe_file(path: &Path) -> Result<DataConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let value: toml::Table = toml::from_str(&text).map_err(|e| DataError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let data = value
-            .get("data")
-            .cloned()
-            .ok_or_else(|| DataError::Config {
-                path: path.to_path_buf(),
-                message: "the recipe has no [data] table".into(),
-            })?;
-        let mut config: DataConfig =
-            data.try_into()
-                .map_err(|e: toml::de::Error| DataError::Config {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-        config.validate()?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve_paths(base);
-        Ok(config)
-    }
-
     /// Where prepared shards of the recipe at `recipe` go: `prepared_dir` if set (already resolved),
     /// else `runs/prepared/<recipe file stem>` under the current directory.
     pub fn prepared_dir_for(&self, recipe: &Path) -> PathBuf {

@@ -1,6 +1,7 @@
 //! graft-data: corpora → templated text → tokens → packed, mixed, resumable batches.
 //!
 //! Stages, one module each:
+//! - [`atomic`]: atomic file writes (unique temporary name, fsync, rename, fsync of the directory).
 //! - [`augment`]: raw text → reading-comprehension documents (AdaptLLM rules, `graft augment`).
 //! - [`config`]: the recipe's `[data]` table ([`DataConfig`], [`SourceConfig`]).
 //! - [`read`]: files (JSONL, `.gz`/`.zst`, Parquet, `.txt`) → records.
@@ -14,7 +15,12 @@
 //! ```no_run
 //! # fn main() -> graft_data::Result<()> {
 //! use graft_data::*;
-//! let config = DataConfig::from_recipe_file("recipes/tiny.toml".as_ref())?;
+//! // a recipe's [data] table (`graft_train::Recipe::load` reads whole recipes)
+//! let mut config = DataConfig::from_toml_str(
+//!     "seq_len = 512\n[[sources]]\nname = \"web\"\npath = \"web/*.jsonl\"",
+//!     "data.toml".as_ref(),
+//! )?;
+//! config.resolve_paths("recipes".as_ref());
 //! let tok = TextTokenizer::from_file("model/tokenizer.json".as_ref(), Some(128000), Some(128001))?;
 //! prepare(&config, &tok, "prepared".as_ref())?;
 //! let data = PreparedData::open(&config, "prepared".as_ref())?;
@@ -25,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod atomic;
 pub mod augment;
 pub mod config;
 pub mod detokenize;

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
+use crate::atomic::write_atomic;
 use crate::config::{DataConfig, SourceConfig};
 use crate::error::{DataError, Result};
 use crate::manifest::{self, FileEntry, FileStamp, Manifest, PrepareRun, SourceManifest};
 use crate::read::Flow;
-use crate::shard::{write_atomic, Shard, ShardWriter};
+use crate::shard::{Shard, ShardWriter};
 use crate::source::render_file;
 use crate::tokenize::TextTokenizer;
 

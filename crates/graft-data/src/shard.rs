@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::atomic;
 use crate::error::{DataError, Result};
 
 pub const MAGIC: &[u8; 8] = b"GRAFTTOK";
@@ -36,9 +37,9 @@ pub struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Starts `path` (written as `path.tmp` until `finish`).
+    /// Starts `path` (written under a unique temporary name until `finish`).
     pub fn create(path: &Path) -> Result<Self> {
-        let tmp = tmp_path(path);
+        let tmp = atomic::temp_path(path);
         let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&[0u8; HEADER_LEN])
@@ -93,25 +94,8 @@ impl ShardWriter {
             .map_err(|e| DataError::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| DataError::io(&self.tmp, e))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))
+        atomic::commit(&self.tmp, &self.path)
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary name, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| DataError::io(&tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// A memory-mapped, verified shard.

@@ -148,29 +148,6 @@ fn unknown_config_keys_are_errors_naming_the_key() {
     assert!(err.to_string().contains("fancy"), "{err}");
 }
 
-#[test]
-fn recipe_file_reads_only_the_data_table_and_resolves_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = common::write(
-        dir.path(),
-        "recipes/r.toml",
-        "[model]\nbase = \"m\"\n[train]\nlr = 1e-5\n[data]\nseq_len = 32\n[[data.sources]]\nname = \"a\"\npath = \"../data/*.jsonl\"\n",
-    );
-    let c = DataConfig::from_recipe_file(&recipe).unwrap();
-    assert_eq!(c.seq_len, 32);
-    assert_eq!(
-        c.sources[0].path,
-        dir.path().join("recipes/../data/*.jsonl")
-    );
-    let bad = common::write(
-        dir.path(),
-        "recipes/bad.toml",
-        "[data]\nseq_len = 32\nshuffle = true\nsources = []\n",
-    );
-    let msg = DataConfig::from_recipe_file(&bad).unwrap_err().to_string();
-    assert!(msg.contains("shuffle") && msg.contains("bad.toml"), "{msg}");
-}
-
 fn write_parquet(path: &Path, columns: &[(&str, Vec<&str>)]) {
     let fields: String = columns
         .iter()

@@ -27,3 +27,30 @@ pub fn device_at(index: usize) -> burn::tensor::Device<Backend> {
 pub fn device_at(_index: usize) -> burn::tensor::Device<Backend> {
     Default::default()
 }
+
+/// Memory and MFU figures for the step lines of a run on `gpu` (its index; unused on the CPU)
+/// with `world` data-parallel peers: the process's peak RSS on the CPU (no MFU: a CPU's peak
+/// FLOP/s is not known), used memory and the peak FLOP/s of known GPUs on CUDA.
+pub fn step_meter(
+    config: &graft_llama::LlamaConfig,
+    seq_len: usize,
+    world: usize,
+    gpu: usize,
+) -> crate::logging::StepMeter {
+    use crate::logging::meter;
+    let flops_per_token = Some(meter::flops_per_token(config, seq_len));
+    if cfg!(feature = "cuda") {
+        let peak = meter::gpu_name(gpu).and_then(|name| meter::peak_flops(&name));
+        crate::logging::StepMeter {
+            flops_per_token,
+            peak_flops: peak.map(|p| p * world as f64),
+            memory: Some(Box::new(move || meter::gpu_memory(gpu))),
+        }
+    } else {
+        crate::logging::StepMeter {
+            flops_per_token,
+            peak_flops: None,
+            memory: Some(Box::new(meter::process_memory)),
+        }
+    }
+}

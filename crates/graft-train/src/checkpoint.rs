@@ -9,10 +9,10 @@
 //!     step-<N>/                 one complete checkpoint per directory
 //!       config.json, *.safetensors   the model as an HF checkpoint directory
 //!       optimizer.safetensors        AdamW moments by parameter name
-//!       training_state.json          step, tokens, data cursor, RNG, ...
+//!       training_state.json          step, tokens, data cursor, counters
 //!     latest -> step-<N>        symlink to the newest checkpoint
 //! ```
-//! A checkpoint is written to `.step-<N>.tmp/`, every file fsynced, then renamed into place, so a
+//! A checkpoint is written to `.step-<N>.<host>-<pid>-<n>.tmp/` (see [`graft_data::atomic`]), every file fsynced, then renamed into place, so a
 //! `step-<N>` directory is always complete. Older checkpoints are deleted only after the new one
 //! is in place; leftover `.tmp` directories from a crash are removed on the next save or resume.
 
@@ -86,7 +86,8 @@ impl CheckpointDir {
         keep_last: usize,
     ) -> Result<Checkpoint> {
         self.clean_tmp()?;
-        let tmp = self.root.join(format!(".step-{step}.tmp"));
+        let dest = self.root.join(format!("step-{step}"));
+        let tmp = graft_data::atomic::temp_path(&dest);
         fs::create_dir_all(&tmp).map_err(|e| TrainError::io("creating", &tmp, e))?;
         write_model(&tmp)?;
         write_file(&tmp.join(OPTIMIZER_FILE), optimizer)?;
@@ -97,7 +98,6 @@ impl CheckpointDir {
         write_file(&tmp.join(STATE_FILE), &json)?;
         sync_tree(&tmp)?;
 
-        let dest = self.root.join(format!("step-{step}"));
         if dest.exists() {
             let old = self.root.join(format!(".step-{step}.old.tmp"));
             fs::rename(&dest, &old).map_err(|e| TrainError::io("renaming", &dest, e))?;
@@ -178,8 +178,7 @@ impl CheckpointDir {
     /// Atomically point `latest` at `step-<step>`.
     fn point_latest(&self, step: u64) -> Result<()> {
         let link = self.root.join(LATEST);
-        let tmp = self.root.join(format!("{LATEST}.tmp"));
-        let _ = fs::remove_file(&tmp);
+        let tmp = graft_data::atomic::temp_path(&link);
         #[cfg(unix)]
         std::os::unix::fs::symlink(format!("step-{step}"), &tmp)
             .map_err(|e| TrainError::io("linking", &tmp, e))?;
@@ -199,21 +198,6 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| TrainError::io("syncing", path, e))
 }
 
-/// Write `bytes` to `path` atomically: a temporary sibling, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    write_file(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(|e| TrainError::io("renaming", &tmp, e))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
 /// fsync every file under `dir` and the directories themselves.
 fn sync_tree(dir: &Path) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(|e| TrainError::io("listing", dir, e))?;
@@ -231,11 +215,5 @@ fn sync_tree(dir: &Path) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let f = fs::File::open(dir).map_err(|e| TrainError::io("opening", dir, e))?;
-        f.sync_all()
-            .map_err(|e| TrainError::io("syncing", dir, e))?;
-    }
-    Ok(())
+    Ok(graft_data::atomic::sync_dir(dir)?)
 }

@@ -26,13 +26,7 @@ where
         return 0.0;
     }
     let norms = Tensor::cat(visitor.norms, 0);
-    let total = norms.square().sum().sqrt();
-    total
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .map(|v| v[0])
-        .unwrap_or(f64::NAN)
+    crate::scalar::scalar(norms.square().sum().sqrt())
 }
 
 /// Clip `grads` to a global norm of at most `max_norm` and return the norm before clipping.

@@ -141,3 +141,18 @@ impl TrainError {
         }
     }
 }
+
+impl From<graft_data::DataError> for TrainError {
+    /// graft-data's I/O errors keep their path (they come from the shared atomic-write helper,
+    /// [`graft_data::atomic`]); anything else is a data error.
+    fn from(e: graft_data::DataError) -> Self {
+        match e {
+            graft_data::DataError::Io { path, source } => TrainError::Io {
+                action: "writing",
+                path,
+                source,
+            },
+            other => TrainError::Data(other.to_string()),
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod precision;
 pub mod recipe;
 pub mod run;
+pub mod scalar;
 pub mod schedule;
 pub mod source;
 pub mod state;
@@ -35,7 +36,7 @@ pub use recipe::{Method, ModelDtype, Recipe};
 pub use run::{Observer, Run, RunOutcome};
 pub use schedule::WarmupCosine;
 pub use source::{BatchSource, TokenBatch, VecSource};
-pub use state::{RngState, TrainingState};
+pub use state::TrainingState;
 pub use trainer::{StepReport, TrainConfig, Trainer};
 
 #[cfg(test)]

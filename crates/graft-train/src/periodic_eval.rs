@@ -19,6 +19,7 @@ use graft_llama::Llama;
 
 use crate::error::{Result, TrainError};
 use crate::eval::{read_choice_rows, score_choice_task, ChoiceOptions, ChoiceRow};
+use crate::scalar::scalar;
 
 /// Something that evaluates the model being trained.
 pub trait Evaluator<B: Backend> {
@@ -149,14 +150,4 @@ impl<B: graft_llama::FusedOps> Evaluator<B> for PeriodicEval<B> {
         }
         Ok(out)
     }
-}
-
-/// The value of a one-element tensor as f64.
-pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN)
 }

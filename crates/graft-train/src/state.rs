@@ -2,18 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Result, TrainError};
 
 /// Current version of the `training_state.json` format.
 pub const STATE_VERSION: u32 = 1;
 
 /// Everything besides model and optimizer tensors needed to resume a run exactly.
+///
+/// Checkpoints of earlier graft versions also hold an `rng` entry (a training RNG that nothing
+/// drew from: dropout masks come from the backend RNG reseeded every step); it is read and dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "StateFile")]
 pub struct TrainingState {
     /// Format version ([`STATE_VERSION`]).
     pub version: u32,
@@ -32,82 +31,65 @@ pub struct TrainingState {
     pub total_nonfinite: u64,
     /// The data stream's resume cursor, as the data pipeline serialised it.
     pub data_cursor: serde_json::Value,
-    /// The training RNG (dropout and the like).
-    pub rng: RngState,
 }
 
-/// The state of a [`ChaCha8Rng`]: seed, stream and word position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `training_state.json` as read: [`TrainingState`] plus the `rng` of older versions.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RngState {
-    /// The 32-byte seed, hex encoded.
-    pub seed: String,
-    /// The stream number.
-    pub stream: u64,
-    /// The word position, as a decimal string (it is a u128).
-    pub word_pos: String,
+struct StateFile {
+    version: u32,
+    step: u64,
+    lr_step: u64,
+    tokens_seen: u64,
+    #[serde(default)]
+    tokens_per_source: BTreeMap<String, u64>,
+    consecutive_nonfinite: u32,
+    total_nonfinite: u64,
+    data_cursor: serde_json::Value,
+    #[serde(default, rename = "rng")]
+    _rng: Option<serde::de::IgnoredAny>,
 }
 
-impl RngState {
-    /// Capture the state of `rng`.
-    pub fn capture(rng: &ChaCha8Rng) -> Self {
-        let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+impl From<StateFile> for TrainingState {
+    fn from(f: StateFile) -> Self {
         Self {
-            seed,
-            stream: rng.get_stream(),
-            word_pos: rng.get_word_pos().to_string(),
+            version: f.version,
+            step: f.step,
+            lr_step: f.lr_step,
+            tokens_seen: f.tokens_seen,
+            tokens_per_source: f.tokens_per_source,
+            consecutive_nonfinite: f.consecutive_nonfinite,
+            total_nonfinite: f.total_nonfinite,
+            data_cursor: f.data_cursor,
         }
-    }
-
-    /// Rebuild the RNG exactly as captured.
-    pub fn restore(&self) -> Result<ChaCha8Rng> {
-        let bad = |what: &str| {
-            TrainError::Config(format!("training_state.json: rng.{what} is malformed"))
-        };
-        if self.seed.len() != 64 {
-            return Err(bad("seed"));
-        }
-        let mut seed = [0u8; 32];
-        for (i, b) in seed.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16).map_err(|_| bad("seed"))?;
-        }
-        let word_pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos"))?;
-        let mut rng = ChaCha8Rng::from_seed(seed);
-        rng.set_stream(self.stream);
-        rng.set_word_pos(word_pos);
-        Ok(rng)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::RngCore;
+
+    const OLD: &str = r#"{"version": 1, "step": 4, "lr_step": 4, "tokens_seen": 512,
+        "tokens_per_source": {"web": 512}, "consecutive_nonfinite": 0, "total_nonfinite": 0,
+        "data_cursor": {"offset": 3},
+        "rng": {"seed": "0000000000000000000000000000000000000000000000000000000000000000",
+                "stream": 0, "word_pos": "0"}}"#;
 
     #[test]
-    fn rng_state_round_trips() {
-        let mut rng = ChaCha8Rng::seed_from_u64(42);
-        for _ in 0..13 {
-            rng.next_u32();
-        }
-        let saved = RngState::capture(&rng);
-        let json = serde_json::to_string(&saved).unwrap();
-        let mut back = serde_json::from_str::<RngState>(&json)
-            .unwrap()
-            .restore()
-            .unwrap();
-        for _ in 0..100 {
-            assert_eq!(rng.next_u64(), back.next_u64());
-        }
+    fn old_state_with_an_rng_loads_and_new_state_has_none() {
+        let state: TrainingState = serde_json::from_str(OLD).unwrap();
+        assert_eq!((state.step, state.tokens_seen), (4, 512));
+        assert_eq!(state.data_cursor, serde_json::json!({"offset": 3}));
+        let json = serde_json::to_value(&state).unwrap();
+        assert!(json.get("rng").is_none(), "{json}");
+        let back: TrainingState = serde_json::from_value(json).unwrap();
+        assert_eq!(back, state);
     }
 
     #[test]
-    fn malformed_seed_is_an_error() {
-        let bad = RngState {
-            seed: "zz".into(),
-            stream: 0,
-            word_pos: "0".into(),
-        };
-        assert!(bad.restore().is_err());
+    fn unknown_keys_are_still_errors() {
+        let bad = OLD.replace("\"lr_step\"", "\"lr_stpe\"");
+        let err = serde_json::from_str::<TrainingState>(&bad).unwrap_err();
+        assert!(err.to_string().contains("lr_stpe"), "{err}");
     }
 }

@@ -75,6 +75,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Log lines for a person: without `-v` just the message and its fields (`WARN:`/`ERROR:` in
+/// front of those levels); with `-v`, timestamps, levels and module paths too.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -85,10 +87,13 @@ fn init_tracing(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Log lines go above any progress bar; no colour codes when stderr is a file or pipe.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::StderrWriter)
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
+        .with_ansi(ansi);
+    if verbose == 0 {
+        fmt.event_format(progress::PlainFormat).init();
+    } else {
+        fmt.with_target(true).init();
+    }
 }

@@ -1,10 +1,11 @@
 //! Terminal progress for long commands, and a log writer that keeps tracing lines from tearing it.
 //!
-//! The training bar counts tokens (so indicatif's rate is tokens/s and its ETA follows throughput)
-//! and shows the step and the last logged loss. It is driven by the run's events
-//! ([`TerminalObserver`]: tokens handed out, `train/loss` logged). When stderr is not a terminal
-//! the bar is hidden and the trainer's plain `tracing` lines (every `log_every` steps) are the
-//! progress output.
+//! The training bar counts tokens (so its ETA follows throughput) and shows where the run is: the
+//! step, elapsed time and ETA. It is driven by the run's events ([`TerminalObserver`]: tokens
+//! handed out, resumption). The figures (loss, lr, grad norm, tok/s, memory, MFU) are in the
+//! trainer's one line per logged step, printed above the bar (the log writer suspends it), so the
+//! two never repeat each other and the lines stay in the terminal's scroll-back as a history.
+//! When stderr is not a terminal the bar is hidden and the lines alone are the progress output.
 
 use std::io::Write;
 use std::path::Path;
@@ -55,21 +56,23 @@ impl TrainBar {
     pub fn new(steps: u64, tokens_per_step: u64) -> anyhow::Result<Self> {
         let tps = tokens_per_step.max(1);
         let style = ProgressStyle::with_template(
-            "step {step}/{steps} [{bar:30}] {msg} {tok_s} tok/s, {elapsed_precise} elapsed, ETA {eta}",
+            "[{bar:30}] step {step}/{steps}  {elapsed_precise} elapsed, ETA {eta}",
         )?
-        .with_key("step", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", s.pos().div_ceil(tps));
-        })
-        .with_key("steps", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", s.len().unwrap_or(0) / tps);
-        })
-        .with_key("tok_s", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0}", s.per_sec());
-        })
+        .with_key(
+            "step",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", s.pos().div_ceil(tps));
+            },
+        )
+        .with_key(
+            "steps",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", s.len().unwrap_or(0) / tps);
+            },
+        )
         .progress_chars("=> ");
         let bar = ProgressBar::with_draw_target(Some(steps * tps), ProgressDrawTarget::stderr())
             .with_style(style);
-        bar.set_message("loss -");
         if !bar.is_hidden() {
             if let Ok(mut a) = ACTIVE.lock() {
                 *a = Some(bar.clone());
@@ -138,11 +141,6 @@ impl Observer for TerminalObserver {
     fn tokens(&self, tokens: u64) {
         self.with_bar(|bar| bar.bar.inc(tokens));
     }
-    fn scalar(&self, tag: &str, value: f64, _step: u64) {
-        if tag == "train/loss" {
-            self.with_bar(|bar| bar.bar.set_message(format!("loss {value:.4}")));
-        }
-    }
     fn train_ended(&self) {
         if let Ok(mut b) = self.bar.lock() {
             b.take(); // clears the bar
@@ -164,5 +162,29 @@ pub fn print_manifest(recipe: &Path, dir: &Path, manifest: &Manifest) {
             "  {:<16} {:>8} docs {:>12} tokens  bad records {}  dropped pairs {}",
             s.name, s.documents, s.tokens, s.bad_records, s.dropped_pairs
         );
+    }
+}
+
+/// The log format without `-v`: the message and its fields, `WARN: `/`ERROR: ` in front of
+/// warnings and errors; no timestamp, level or module path.
+pub struct PlainFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PlainFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        if level <= tracing::Level::WARN {
+            write!(writer, "{level}: ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }

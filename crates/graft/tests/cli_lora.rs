@@ -254,13 +254,13 @@ fn bf16_lora_run_stopped_and_resumed_matches_an_uninterrupted_one() {
     let train = |run: &str, extra: &[&str]| {
         ok(&[&["train", recipe_s, "--out", run][..], &bf16, extra].concat())
     };
-    let full_log = train(full_s, &[]);
-    let mut split_losses = train_common::losses(&train(split_s, &["--stop-after", "2"]));
-    split_losses.extend(train_common::losses(&train(split_s, &["--resume"])));
-    assert_eq!(train_common::losses(&full_log).len(), 4);
+    train(full_s, &[]);
+    train(split_s, &["--stop-after", "2"]);
+    train(split_s, &["--resume"]);
+    assert_eq!(train_common::losses(&full).len(), 4);
     assert_eq!(
-        train_common::losses(&full_log),
-        split_losses,
+        train_common::losses(&full),
+        train_common::losses(&split),
         "losses differ"
     );
 

@@ -40,7 +40,7 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     let local_run = dir.path().join("local");
     let mut args = steps.to_vec();
     args.extend(["--devices", "0,1"]);
-    let (_, local) = train(&recipe, &local_run, &args);
+    train(&recipe, &local_run, &args);
 
     let port = free_port();
     let orchestrator = Killed(
@@ -133,7 +133,7 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     );
     assert!(outputs[0].2.contains("global_batch=4"), "{}", outputs[0].2);
 
-    assert_losses_close(&local, &outputs[0].2, 3, 1e-6);
+    assert_losses_close(&local_run, &nodes_run, 3, 1e-6);
     let file = "checkpoints/step-3/model.safetensors";
     assert_weights_close(&local_run.join(file), &nodes_run.join(file), 1e-6);
     let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();

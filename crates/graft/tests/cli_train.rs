@@ -5,7 +5,7 @@
 
 mod train_common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use train_common::*;
@@ -76,11 +76,42 @@ fn short_run_writes_checkpoints_events_recipe_and_prints_the_final_checkpoint() 
     for tag in tags {
         assert!(has(tag), "no `{tag}` scalar in {}", events[0].display());
     }
-    assert_eq!(losses(&stderr).len(), 6, "one log line per step:\n{stderr}");
+    assert_eq!(losses(&run).len(), 6, "train/loss of every step");
+    // one rounded line per step (log_every = 1), no timestamp, level or module path without -v
+    let lines = step_lines(&stderr);
+    assert_eq!(lines.len(), 6, "one log line per step:\n{stderr}");
+    for line in &lines {
+        let fields: Vec<&str> = line
+            .split("  ")
+            .map(|f| f.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            ["step", "loss", "lr", "grad_norm", "tok/s", "memory"],
+            "{line}"
+        );
+        let loss = line
+            .split("loss: ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert_eq!(loss.split('.').nth(1).map(str::len), Some(4), "{line}");
+    }
+    assert!(lines[5].starts_with("step: 6/6  loss: "), "{}", lines[5]);
+    // evaluation: one table, a row per source and task
+    let general = eval_row(&stderr, "general").unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(general.split_whitespace().count(), 5, "{general}"); // name, loss, ppl, -, -
+    assert!(eval_row(&stderr, "finance").is_some(), "{stderr}");
     assert!(
-        stderr.contains("eval/general/loss"),
-        "eval not logged:\n{stderr}"
+        !stderr.contains("eval/general/loss"),
+        "tags are for TensorBoard:\n{stderr}"
     );
+    // the loss curves
+    let png = std::fs::read(run.join("curves.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(stdout.contains("loss curves: "), "{stdout}");
 }
 
 #[test]
@@ -88,7 +119,7 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = tiny_recipe(dir.path());
     let (full_run, split_run) = (dir.path().join("full"), dir.path().join("split"));
-    let (_, full) = train(&recipe, &full_run, &[]);
+    train(&recipe, &full_run, &[]);
     let (stdout, first) = train(&recipe, &split_run, &["--stop-after", "3"]);
     assert!(stdout.contains("stopped after step 3 of 6"), "{stdout}");
     assert!(!split_run.join("checkpoints/step-6").exists());
@@ -107,9 +138,11 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     );
 
     let (_, second) = train(&recipe, &split_run, &["--resume"]);
-    let full = losses(&full);
-    let mut split = losses(&first);
-    split.extend(losses(&second));
+    assert_eq!(
+        (step_lines(&first).len(), step_lines(&second).len()),
+        (3, 3)
+    );
+    let (full, split) = (losses(&full_run), losses(&split_run));
     assert_eq!(full.len(), 6);
     assert_eq!(full, split, "loss curve differs after resume");
     for step in [3, 6] {
@@ -168,7 +201,7 @@ fn activation_checkpointing_trains_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = tiny_recipe(dir.path());
     let (plain_run, ckpt_run) = (dir.path().join("plain"), dir.path().join("ckpt"));
-    let (_, plain) = train(&recipe, &plain_run, &["--set", "train.steps=3"]);
+    train(&recipe, &plain_run, &["--set", "train.steps=3"]);
     let (_, ckpt) = train(
         &recipe,
         &ckpt_run,
@@ -180,7 +213,7 @@ fn activation_checkpointing_trains_the_same_model() {
         ],
     );
     assert!(ckpt.contains("activation checkpointing: on"), "{ckpt}");
-    let (a, b) = (losses(&plain), losses(&ckpt));
+    let (a, b) = (losses(&plain_run), losses(&ckpt_run));
     assert_eq!(a.len(), 3);
     for ((step, x), (_, y)) in a.iter().zip(&b) {
         let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
@@ -192,7 +225,7 @@ fn activation_checkpointing_trains_the_same_model() {
 fn continual_pretraining_starts_from_a_base_checkpoint_directory() {
     let dir = tempfile::tempdir().unwrap();
     let scratch = dir.path().join("scratch");
-    let (_, first) = train(&tiny_recipe(dir.path()), &scratch, &[]);
+    train(&tiny_recipe(dir.path()), &scratch, &[]);
     // the step-6 checkpoint is an HF model directory with tokenizer.json: use it as [model].base
     let base = scratch.join("checkpoints/step-6");
     let recipe = recipe_with_model(
@@ -200,16 +233,13 @@ fn continual_pretraining_starts_from_a_base_checkpoint_directory() {
         "continued.toml",
         &format!("base = \"{}\"\n", base.display()),
     );
-    let (stdout, second) = train(
-        &recipe,
-        &dir.path().join("continued"),
-        &["--set", "train.steps=2"],
-    );
+    let continued = dir.path().join("continued");
+    let (stdout, second) = train(&recipe, &continued, &["--set", "train.steps=2"]);
     assert!(second.contains("loading the base model"), "{second}");
     assert!(stdout.contains("continued/checkpoints/step-2"), "{stdout}");
     // same data order from the start, so step 1 sees the same batch: the trained base does better
-    let loss1 = |log: &str| -> f64 { losses(log)[&1].parse().unwrap() };
-    let (random, trained) = (loss1(&first), loss1(&second));
+    let loss1 = |run: &Path| -> f64 { losses(run)[&1].parse().unwrap() };
+    let (random, trained) = (loss1(&scratch), loss1(&continued));
     assert!(
         trained < random - 0.5,
         "step-1 loss from the trained base {trained} vs from scratch {random}"
@@ -224,7 +254,7 @@ fn two_devices_train_the_same_model_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = tiny_recipe(dir.path());
     let (one_run, two_run) = (dir.path().join("one"), dir.path().join("two"));
-    let (_, one) = train(&recipe, &one_run, &["--set", "train.steps=3"]);
+    train(&recipe, &one_run, &["--set", "train.steps=3"]);
     let (stdout, two) = train(
         &recipe,
         &two_run,
@@ -240,7 +270,7 @@ fn two_devices_train_the_same_model_as_one() {
     assert!(two.contains("global_batch=4"), "{two}");
     assert!(two.contains("data-parallel training"), "{two}");
     assert!(stdout.contains("two/checkpoints/step-3"), "{stdout}");
-    assert_losses_close(&one, &two, 3, 1e-5);
+    assert_losses_close(&one_run, &two_run, 3, 1e-5);
     let file = "checkpoints/step-3/model.safetensors";
     assert_weights_close(&one_run.join(file), &two_run.join(file), 1e-4);
     // the recipe recorded in the run names the devices it trained on
@@ -290,7 +320,7 @@ fn the_tiny_lora_demo_recipe_runs_end_to_end() {
         !ckpt.join("model.safetensors").exists(),
         "a LoRA checkpoint holds the adapter only"
     );
-    assert!(stderr.contains("eval/finance/loss"), "{stderr}");
+    assert!(eval_row(&stderr, "finance").is_some(), "{stderr}");
 }
 
 #[test]
@@ -318,15 +348,15 @@ fn the_tiny_demo_recipe_runs_end_to_end() {
     );
     assert!(config.llama.tie_word_embeddings);
     drop(model);
-    assert_eq!(losses(&stderr).len(), 4, "{stderr}");
-    for tag in [
-        "eval/biomedicine/loss",
-        "eval/finance/loss",
-        "eval/general/loss",
-        "eval/finance/acc",
-    ] {
-        assert!(stderr.contains(tag), "no {tag} in the log:\n{stderr}");
+    assert_eq!(losses(&run).len(), 4);
+    assert_eq!(step_lines(&stderr).len(), 4, "{stderr}");
+    for name in ["biomedicine", "finance", "general"] {
+        assert!(
+            eval_row(&stderr, name).is_some(),
+            "no {name} in the log:\n{stderr}"
+        );
     }
+    assert!(run.join("curves.png").is_file());
 }
 
 /// A bf16 recipe on the CPU trains the CPU backend's f32 weights: its checkpoints store them as
@@ -339,16 +369,14 @@ fn bf16_recipe_stopped_and_resumed_matches_an_uninterrupted_run_bit_for_bit() {
     let recipe = tiny_recipe(dir.path());
     let bf16 = ["--set", "model.dtype=bf16"];
     let (full_run, split_run) = (dir.path().join("full"), dir.path().join("split"));
-    let (_, full) = train(&recipe, &full_run, &bf16);
-    let (_, first) = train(
+    train(&recipe, &full_run, &bf16);
+    train(
         &recipe,
         &split_run,
         &[&bf16[..], &["--stop-after", "3"]].concat(),
     );
-    let (_, second) = train(&recipe, &split_run, &[&bf16[..], &["--resume"]].concat());
-    let full = losses(&full);
-    let mut split = losses(&first);
-    split.extend(losses(&second));
+    train(&recipe, &split_run, &[&bf16[..], &["--resume"]].concat());
+    let (full, split) = (losses(&full_run), losses(&split_run));
     assert_eq!(full.len(), 6);
     assert_eq!(full, split, "loss curve differs after resume");
 

@@ -48,7 +48,7 @@ pub use devices::{Nodes, NODES_HINT};
 pub use observer::{NoObserver, Observer, TrainStart};
 
 use crate::backend;
-use crate::checkpoint::write_atomic;
+use graft_data::atomic::write_atomic;
 use crate::error::{Result, ResultExt, TrainError};
 use crate::model::resolve_model;
 use crate::parallel::ParallelConfig;
@@ -79,6 +79,9 @@ pub struct RunOutcome {
     pub node_rank: u32,
     /// The newest checkpoint (`None` on the nodes other than node 0, which write none).
     pub checkpoint: Option<PathBuf>,
+    /// `curves.png`, the loss and evaluation curves drawn at the end (node 0, when anything was
+    /// logged).
+    pub curves: Option<PathBuf>,
 }
 
 impl Run {
@@ -223,12 +226,21 @@ impl Run {
             data,
             tokenizer: Mutex::new(Some(tokenizer)),
             config,
+            first_device: devices.first().copied().unwrap_or(0),
             total_steps,
         };
         let step = job.run(
             devices.iter().map(|&i| backend::device_at(i)).collect(),
             parallel,
         )?;
+        let mut curves = None;
+        if node_rank == 0 {
+            let png = run_dir.join(crate::logging::curves::CURVES_FILE);
+            let scalars = run_dir.join(crate::logging::curves::SCALARS_FILE);
+            if crate::logging::curves::write_curves(&scalars, &png)? {
+                curves = Some(png);
+            }
+        }
         let checkpoint = if node_rank == 0 {
             let latest = CheckpointDir::new(run_dir)?.latest()?.ok_or_else(|| {
                 TrainError::Config("training finished but no checkpoint was written".into())
@@ -243,6 +255,7 @@ impl Run {
             total_steps,
             node_rank,
             checkpoint,
+            curves,
         })
     }
 }

@@ -7,8 +7,9 @@
 //! `micro_batch_size × grad_accum × devices`); the gradients and the loss are averaged over the
 //! peers after each step's backward passes, which makes the run equal (up to float rounding) to a
 //! one-device run with `devices` times the micro-batches.
-//! Rank 0 alone logs, reports progress, evaluates and saves checkpoints; every rank resumes from
-//! rank 0's checkpoint (the data cursor is the same on every rank).
+//! Rank 0 alone logs (TensorBoard, `scalars.tsv`, one line per logged step), shows progress,
+//! evaluates and saves checkpoints; every rank resumes from rank 0's checkpoint (the data cursor
+//! is the same on every rank).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,9 @@ use burn::tensor::Device;
 use graft_data::{PreparedData, StreamOptions, TextTokenizer, TrainStream};
 
 use super::observer::{CountingSource, ObservedLogger, Observer, TrainStart};
-use crate::backend::{Backend, TrainBackend};
+use crate::backend::{self, Backend, TrainBackend};
 use crate::error::{error_chain, Result, ResultExt};
-use crate::logging::TensorBoardLogger;
+use crate::logging::{curves, MultiLogger, TensorBoardLogger, TextLogger};
 use crate::model::{ModelOrigin, ModelSpec};
 use crate::parallel::{run_data_parallel, DataParallel, ParallelConfig};
 use crate::{BatchSource, PeriodicEval, Recipe, TrainConfig, TrainError, Trainer};
@@ -40,6 +41,8 @@ pub struct Job<'a> {
     pub tokenizer: Mutex<Option<TextTokenizer>>,
     /// Loop settings; `grad_accum` is per device.
     pub config: TrainConfig,
+    /// The first device's index (the GPU whose memory and FLOP/s the step lines report).
+    pub first_device: usize,
     /// Steps of the whole run (`config.steps` is lower with --stop-after).
     pub total_steps: u64,
 }
@@ -140,6 +143,9 @@ impl Job<'_> {
                 tokens_per_step: self.recipe.tokens_per_step(),
             });
             trainer = self.primary_extras(trainer, peer.device.clone())?;
+            let (llama, seq_len) = (&self.model.config.llama, self.recipe.data.seq_len);
+            let meter = backend::step_meter(llama, seq_len, peer.world, self.first_device);
+            trainer = trainer.with_meter(meter);
             Some(self.observer.clone())
         } else {
             None
@@ -180,13 +186,17 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Rank 0's logger (TensorBoard, told to the observer), evaluator and tokenizer files.
+    /// Rank 0's loggers (TensorBoard, and `scalars.tsv` for the curves), evaluator and
+    /// tokenizer files.
     fn primary_extras(
         &self,
         trainer: Trainer<TrainBackend>,
         device: Device<Backend>,
     ) -> Result<Trainer<TrainBackend>> {
-        let logger = TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?;
+        let logger = MultiLogger(vec![
+            Box::new(TensorBoardLogger::new(&self.run_dir.join("tensorboard"))?),
+            Box::new(TextLogger::new(&self.run_dir.join(curves::SCALARS_FILE))?),
+        ]);
         let tokenizer = self
             .tokenizer
             .lock()

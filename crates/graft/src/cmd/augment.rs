@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, doc)?;
         out.push(b'\n');
     }
-    graft_data::shard::write_atomic(&args.out, &out)?;
+    graft_data::atomic::write_atomic(&args.out, &out)?;
     let tasks: usize = docs.iter().map(|d| d.tasks.len()).sum();
     tracing::info!(
         "wrote {} documents ({tasks} tasks) to {}",

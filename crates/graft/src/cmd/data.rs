@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use graft_data::DataConfig;
+use graft_train::Recipe;
 
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
@@ -14,7 +14,7 @@ pub enum DataCommand {
 
 #[derive(clap::Args)]
 pub struct PreviewArgs {
-    /// Recipe TOML file (only its [data] table is read).
+    /// Recipe TOML file (read and checked as `graft train` reads it).
     pub recipe: PathBuf,
     /// Source name (a `[[data.sources]]` entry); default: every source.
     #[arg(long)]
@@ -22,6 +22,9 @@ pub struct PreviewArgs {
     /// Number of documents per source.
     #[arg(short = 'n', long, default_value_t = 3)]
     pub n: usize,
+    /// Override a recipe key, e.g. `--set data.seed=7` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 pub fn run(c: DataCommand) -> anyhow::Result<()> {
@@ -31,8 +34,9 @@ pub fn run(c: DataCommand) -> anyhow::Result<()> {
 }
 
 fn preview(args: PreviewArgs) -> anyhow::Result<()> {
-    let config = DataConfig::from_recipe_file(&args.recipe)
-        .with_context(|| format!("reading the [data] table of {}", args.recipe.display()))?;
+    let recipe = Recipe::load(&args.recipe, &args.set)
+        .with_context(|| format!("loading recipe {}", args.recipe.display()))?;
+    let config = recipe.data;
     let names: Vec<String> = match args.source {
         Some(name) => vec![name],
         None => config.sources.iter().map(|s| s.name.clone()).collect(),

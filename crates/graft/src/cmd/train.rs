@@ -15,7 +15,7 @@ use crate::progress::TerminalObserver;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Run directory: recipe.toml, tensorboard/, checkpoints/step-<N>/ and checkpoints/latest. \
+    after_help = "Run directory: recipe.toml, tensorboard/, scalars.tsv, curves.png, checkpoints/step-<N>/ and checkpoints/latest. \
 A run directory that already has checkpoints is not trained over: continue it with --resume, or start \
 a new run with --out. A checkpoint is an HF model directory: `graft export <checkpoint> <out-dir>`."
 )]
@@ -95,6 +95,9 @@ fn report(outcome: &RunOutcome) {
     };
     if step < total_steps {
         println!("stopped after step {step} of {total_steps}; continue with --resume");
+    }
+    if let Some(png) = &outcome.curves {
+        println!("loss curves: {}", png.display());
     }
     println!("final checkpoint: {}", checkpoint.display());
     println!(

@@ -68,7 +68,7 @@ tasks = ["{data}/eval/finance.jsonl"]
 }
 
 pub fn graft(args: &[&str]) -> Output {
-    // RUST_LOG pins the log format the loss parser below reads, whatever the caller's environment.
+    // RUST_LOG pins the log lines the helpers below read, whatever the caller's environment.
     Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(args)
         .env("RUST_LOG", "info")
@@ -100,18 +100,30 @@ pub fn train(recipe: &Path, run: &Path, extra: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
-/// `step → loss` from the trainer's `train` log lines (`step=N loss=X ...`), exact text.
-pub fn losses(stderr: &str) -> BTreeMap<u64, String> {
-    let field = |line: &str, key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .map(|v| v.to_string())
-    };
-    stderr
-        .lines()
-        .filter(|l| l.contains(" train ") || l.ends_with(" train"))
-        .filter_map(|l| Some((field(l, "step=")?.parse().ok()?, field(l, "loss=")?)))
+/// `step → loss` of a run, exact text, from its `scalars.tsv` (full precision; the log lines are
+/// rounded); a resumed run's file holds both halves, a step logged twice counts with its last value.
+pub fn losses(run: &Path) -> BTreeMap<u64, String> {
+    let text = std::fs::read_to_string(run.join("scalars.tsv")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (step, tag, value) = (f.next()?, f.next()?, f.next()?);
+            (tag == "train/loss").then(|| (step.parse().unwrap(), value.to_string()))
+        })
         .collect()
+}
+
+/// The trainer's step lines in a log (`step:  3/6  loss: 2.9407  lr: ...`).
+pub fn step_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("step:")).collect()
+}
+
+/// The row of source or task `name` in the log's last evaluation table.
+pub fn eval_row<'a>(stderr: &'a str, name: &str) -> Option<&'a str> {
+    let table = &stderr[stderr.rfind("eval at step ")?..];
+    table
+        .lines()
+        .find(|l| l.trim_start().split_whitespace().next() == Some(name))
 }
 
 /// The tensors of a safetensors file by name (dtype, shape, raw bytes), and its metadata map —
@@ -178,8 +190,8 @@ pub fn f32_tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
-/// Two runs' loss curves (from their logs) have `steps` steps and agree to `rel`, relative.
-pub fn assert_losses_close(a: &str, b: &str, steps: usize, rel: f64) {
+/// Two runs' loss curves have `steps` steps and agree to `rel`, relative.
+pub fn assert_losses_close(a: &Path, b: &Path, steps: usize, rel: f64) {
     let (a, b) = (losses(a), losses(b));
     assert_eq!((a.len(), b.len()), (steps, steps), "one log line per step");
     for ((step, x), (_, y)) in a.iter().zip(&b) {

@@ -8,14 +8,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 use graft_llama::export::{ExportOptions, HfDirFiles, ModelSource};
 use graft_llama::{Llama, ModelConfig, TrainBackend};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir};
 use crate::clip::{clip_global_norm, global_grad_norm};
 use crate::error::{Result, TrainError};
 use crate::grad_accum::GradAccumulator;
-use crate::logging::ScalarLogger;
+use crate::logging::{ScalarLogger, StepMeter};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
 use crate::parallel::GradSync;
@@ -23,7 +21,7 @@ use crate::periodic_eval::Evaluator;
 use crate::recipe::Recipe;
 use crate::schedule::WarmupCosine;
 use crate::source::{BatchSource, TokenBatch};
-use crate::state::{RngState, TrainingState, STATE_VERSION};
+use crate::state::{TrainingState, STATE_VERSION};
 
 /// Loop settings, usually taken from a [`Recipe`].
 #[derive(Debug, Clone)]
@@ -48,7 +46,7 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Stop after this many non-finite steps in a row.
     pub max_nonfinite_steps: u32,
-    /// Seed of the training RNG.
+    /// Seed of the backend RNG, reseeded from `(seed, step, rank)` every step (dropout masks).
     pub seed: u64,
     /// Per-layer activation checkpointing (see [`graft_llama::backward`]).
     pub activation_checkpointing: bool,
@@ -116,9 +114,10 @@ pub struct Trainer<B: TrainBackend> {
     tokenizer_dir: Option<PathBuf>,
     optim: AdamW<B::InnerBackend>,
     state: TrainingState,
-    rng: ChaCha8Rng,
     checkpoints: Option<CheckpointDir>,
     logger: Option<Box<dyn ScalarLogger>>,
+    /// Memory and MFU figures of the step lines.
+    meter: StepMeter,
     device: B::Device,
     /// Periodic evaluation: every this many steps (0: only at the end), and the evaluator.
     evaluator: Option<ScheduledEval<B::InnerBackend>>,
@@ -134,7 +133,6 @@ impl<B: TrainBackend> Trainer<B> {
         config: TrainConfig,
         device: B::Device,
     ) -> Self {
-        let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let state = TrainingState {
             version: STATE_VERSION,
             step: 0,
@@ -144,7 +142,6 @@ impl<B: TrainBackend> Trainer<B> {
             consecutive_nonfinite: 0,
             total_nonfinite: 0,
             data_cursor: serde_json::Value::Null,
-            rng: RngState::capture(&rng),
         };
         let optim = AdamW::new(config.adamw);
         Self {
@@ -154,9 +151,9 @@ impl<B: TrainBackend> Trainer<B> {
             tokenizer_dir: None,
             optim,
             state,
-            rng,
             checkpoints: None,
             logger: None,
+            meter: StepMeter::default(),
             device,
             evaluator: None,
             grad_sync: None,
@@ -172,6 +169,12 @@ impl<B: TrainBackend> Trainer<B> {
     /// Send scalars to `logger`.
     pub fn with_logger(mut self, logger: Box<dyn ScalarLogger>) -> Self {
         self.logger = Some(logger);
+        self
+    }
+
+    /// Add memory and MFU to the step lines (see [`crate::logging::meter`]).
+    pub fn with_meter(mut self, meter: StepMeter) -> Self {
+        self.meter = meter;
         self
     }
 
@@ -214,11 +217,6 @@ impl<B: TrainBackend> Trainer<B> {
         &self.optim
     }
 
-    /// The training RNG (for dropout and the like); saved in checkpoints.
-    pub fn rng(&mut self) -> &mut ChaCha8Rng {
-        &mut self.rng
-    }
-
     /// Train until `config.steps`, checkpointing every `save_every` steps and at the end (when a
     /// run directory is set).
     pub fn run(&mut self, data: &mut dyn BatchSource) -> Result<Vec<StepReport>> {
@@ -246,5 +244,4 @@ impl<B: TrainBackend> Trainer<B> {
     }
 }
 
-#[path = "trainer_step.rs"]
 mod step;

@@ -536,5 +536,4 @@ fn is_hub_id(s: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "recipe_tests.rs"]
 mod tests;

@@ -87,5 +87,4 @@ fn to_f32<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) ->
 }
 
 #[cfg(test)]
-#[path = "grad_accum_tests.rs"]
 mod tests;

@@ -113,12 +113,7 @@ impl<B: Backend> DataParallel<B> {
         )
         .map_err(|e| collective_err("all-reduce of the loss", e))?;
         let t = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(out));
-        Ok(t.into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(f64::NAN))
+        Ok(crate::scalar::scalar(t))
     }
 
     /// All-reduce (mean) every gradient of a parameter of `module`, in module order.
@@ -268,6 +263,5 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for CopyFromRootMapper<AB> {
     }
 }
 
-#[path = "parallel_run.rs"]
 mod run;
 pub use run::{run_data_parallel, run_orchestrator, GlobalConfig, ParallelConfig};

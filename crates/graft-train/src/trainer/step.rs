@@ -4,6 +4,7 @@ use burn::module::AutodiffModule;
 use graft_llama::BackwardOptions;
 
 use super::*;
+use crate::logging::console::{eval_table, StepLine};
 
 impl<B: TrainBackend> Trainer<B> {
     /// One optimizer step over `grad_accum` micro-batches. A step whose loss or gradient norm is
@@ -95,7 +96,7 @@ impl<B: TrainBackend> Trainer<B> {
             };
             let (loss, grads) =
                 graft_llama::loss_and_grads(model, tokens.clone(), tokens, &options);
-            loss_sum += crate::periodic_eval::scalar(loss);
+            loss_sum += crate::scalar::scalar(loss);
             acc.accumulate(model, grads);
         }
         Ok((loss_sum, acc.into_grads()))
@@ -127,14 +128,17 @@ impl<B: TrainBackend> Trainer<B> {
         let elapsed = last.0.elapsed().as_secs_f64().max(1e-9);
         let tokens_per_s = (self.state.tokens_seen - last.1) as f64 / elapsed;
         *last = (Instant::now(), self.state.tokens_seen);
-        tracing::info!(
-            step = r.step,
-            loss = r.loss,
-            lr = r.lr,
-            grad_norm = r.grad_norm,
+        let line = StepLine {
+            step: r.step,
+            total_steps: self.config.schedule.total_steps,
+            loss: r.loss,
+            lr: r.lr,
+            grad_norm: r.grad_norm,
             tokens_per_s,
-            "train"
-        );
+            memory: self.meter.memory.as_mut().and_then(|probe| probe()),
+            mfu: self.meter.mfu(tokens_per_s),
+        };
+        tracing::info!("{line}");
         let Some(logger) = self.logger.as_mut() else {
             return Ok(());
         };
@@ -174,8 +178,8 @@ impl<B: TrainBackend> Trainer<B> {
             .expect("model is present between steps")
             .valid();
         let scalars = evaluator.evaluate(&model)?;
-        for (tag, value) in &scalars {
-            tracing::info!(step, value, "{tag}");
+        if !scalars.is_empty() {
+            tracing::info!("{}", eval_table(step, &scalars));
         }
         let Some(logger) = self.logger.as_mut() else {
             return Ok(());
@@ -195,7 +199,6 @@ impl<B: TrainBackend> Trainer<B> {
             .ok_or_else(|| TrainError::Config("no run directory set: call with_run_dir".into()))?;
         self.state.data_cursor = data.cursor()?;
         self.state.tokens_per_source = data.tokens_per_source();
-        self.state.rng = RngState::capture(&self.rng);
         let optim = optimizer_to_bytes(&self.optim)?;
         let files = HfDirFiles {
             config: self.model_config.clone(),
@@ -234,7 +237,7 @@ impl<B: TrainBackend> Trainer<B> {
     }
 
     /// Continue from the newest checkpoint in the run directory, if any: weights, optimizer
-    /// moments, step/tokens/counters, RNG and the data stream's position. Returns its step.
+    /// moments, step/tokens/counters and the data stream's position. Returns its step.
     pub fn resume(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
         let Some(dir) = self.checkpoints.clone() else {
             return Ok(None);
@@ -264,7 +267,6 @@ impl<B: TrainBackend> Trainer<B> {
         check_state_matches::<B, _>(&optim, self.model())?;
         self.optim.set_state(optim);
         data.restore(&state.data_cursor)?;
-        self.rng = state.rng.restore()?;
         self.state = state;
         tracing::info!(step = self.state.step, path = %ckpt.path.display(), "resumed");
         Ok(Some(self.state.step))

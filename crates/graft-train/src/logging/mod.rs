@@ -1,4 +1,8 @@
-//! Scalar logging: TensorBoard event files and a plain-text log.
+//! Scalar logging: TensorBoard event files and a plain-text log; what a person reads.
+//!
+//! - [`console`]: the rounded step line and the evaluation table the loop logs through `tracing`;
+//! - [`meter`]: memory and MFU figures for those lines;
+//! - [`curves`]: the run's loss and evaluation curves as a PNG.
 //!
 //! burn-train's `MetricLogger` is organised around epochs and metric registries, which a
 //! step-based pre-training loop does not have, so graft's loop uses a small [`ScalarLogger`]
@@ -182,10 +186,12 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-#[path = "logging_burn.rs"]
 mod burn_metrics;
+pub mod console;
+pub mod curves;
+pub mod meter;
 pub use burn_metrics::BurnMetricLogger;
+pub use meter::StepMeter;
 
 #[cfg(test)]
-#[path = "logging_tests.rs"]
 mod tests;
