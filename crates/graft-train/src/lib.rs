@@ -9,6 +9,7 @@ pub mod grad_accum;
 pub mod logging;
 pub mod lora;
 pub mod optim;
+pub mod optim_file;
 pub mod optim_state;
 pub mod overrides;
 pub mod parallel;
@@ -21,6 +22,7 @@ pub mod source;
 pub mod state;
 pub mod synthesize;
 pub mod trainer;
+pub mod zero;
 
 pub use checkpoint::{Checkpoint, CheckpointDir};
 pub use error::{Result, TrainError};
