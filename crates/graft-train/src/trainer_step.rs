@@ -277,11 +277,27 @@ impl<B: TrainBackend> Trainer<B> {
 
     /// Continue from the newest checkpoint in the run directory, if any: weights, optimizer
     /// moments, step/tokens/counters, RNG and the data stream's position. Returns its step.
+    ///
+    /// With data-parallel peers every rank calls this, and the ranks then check that they agree
+    /// on the step and on a checksum of the weights (an error names the ranks that differ).
     pub fn resume(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
+        let resumed = self.resume_local(data)?;
+        self.check_ranks_agree()?;
+        Ok(resumed)
+    }
+
+    fn resume_local(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
         let Some(dir) = self.checkpoints.clone() else {
             return Ok(None);
         };
-        let Some(ckpt) = dir.latest()? else {
+        // rank 0 alone removes leftovers of interrupted saves (ranks racing to remove the same
+        // directory would fail); the others only look at complete checkpoints
+        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
+        let latest = match rank {
+            0 => dir.latest()?,
+            _ => dir.list()?.pop(),
+        };
+        let Some(ckpt) = latest else {
             return Ok(None);
         };
         let state = ckpt.read_state()?;

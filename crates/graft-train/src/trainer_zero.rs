@@ -177,3 +177,66 @@ fn coll<B: TrainBackend>(
     sync.collectives()
         .ok_or_else(|| TrainError::Config("sharded training needs collectives".into()))
 }
+
+impl<B: TrainBackend> Trainer<B> {
+    /// After resuming, with data-parallel peers: all ranks must hold the same step and weights
+    /// (e.g. every node read the same run directory), else an error naming the ranks.
+    pub(super) fn check_ranks_agree(&mut self) -> Result<()> {
+        let checksum: f64 = self
+            .model()
+            .named_params()
+            .into_iter()
+            .map(|(_, t)| {
+                let sum = match t {
+                    graft_llama::ParamTensor::D1(t) => t.cast(burn::tensor::FloatDType::F32).sum(),
+                    graft_llama::ParamTensor::D2(t) => t.cast(burn::tensor::FloatDType::F32).sum(),
+                };
+                sum.into_data()
+                    .convert::<f64>()
+                    .to_vec::<f64>()
+                    .map_or(f64::NAN, |v| v[0])
+            })
+            .sum();
+        let step = self.state.step;
+        let Some(sync) = self.grad_sync.as_mut() else {
+            return Ok(());
+        };
+        let (rank, world) = (sync.rank(), sync.world_size());
+        let Some(coll) = sync.collectives() else {
+            return Ok(());
+        };
+        let mut mine = vec![0f32; 2 * world];
+        mine[2 * rank] = step as f32;
+        mine[2 * rank + 1] = checksum as f32;
+        let local = Tensor::from_data(TensorData::new(mine, [2 * world]), &self.device);
+        let all = coll.all_reduce_sum(local)?;
+        let all = all
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| TrainError::Config(format!("reading the ranks' resume checks: {e:?}")))?;
+        let differ: Vec<String> = (1..world)
+            .filter(|r| {
+                all[2 * r].to_bits() != all[0].to_bits()
+                    || all[2 * r + 1].to_bits() != all[1].to_bits()
+            })
+            .map(|r| {
+                format!(
+                    "rank {r} at step {} (weights checksum {})",
+                    all[2 * r],
+                    all[2 * r + 1]
+                )
+            })
+            .collect();
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(TrainError::Config(format!(
+            "data parallel: after resuming, rank 0 is at step {} (weights checksum {}) but {}. Hint: every \
+             node must resume from the same run directory (--out on a shared filesystem) with the same recipe",
+            all[0],
+            all[1],
+            differ.join(", ")
+        )))
+    }
+}

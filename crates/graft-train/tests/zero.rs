@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use graft_train::parallel::{run_data_parallel, Collectives, ParallelConfig};
+use graft_train::parallel::{run_data_parallel, Collectives, DataParallel, ParallelConfig};
 use graft_train::{StepReport, Trainer, VecSource};
 
 type Inner = <B as AutodiffBackend>::InnerBackend;
@@ -75,16 +75,7 @@ fn two_peers(stage: u8, run_dir: Option<&Path>, steps: u64) -> Vec<PeerRun> {
     let devices = vec![Default::default(); 2];
     run_data_parallel::<Inner, _, _>(&ParallelConfig::local(2), &devices, |dp| {
         let rank = dp.rank();
-        let device = Default::default();
-        let (model, config) =
-            graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
-        let mut cfg = golden_config();
-        cfg.grad_accum = 1;
-        cfg.zero_stage = stage;
-        cfg.steps = steps;
-        let mut trainer = Trainer::<B>::new(model, config, cfg, device)
-            .with_zero_bucket_elems(5000)
-            .with_grad_sync(Box::new(dp));
+        let mut trainer = peer_trainer(dp, stage, steps);
         let mut data = VecSource::new(batches.iter().skip(rank).step_by(2).cloned().collect());
         if let Some(dir) = run_dir {
             trainer = trainer.with_run_dir(dir)?;
@@ -98,6 +89,42 @@ fn two_peers(stage: u8, run_dir: Option<&Path>, steps: u64) -> Vec<PeerRun> {
         ))
     })
     .unwrap()
+}
+
+/// A peer's trainer of tiny-llama3 at `stage`, one micro-batch per step, small buckets.
+fn peer_trainer(dp: DataParallel<Inner>, stage: u8, steps: u64) -> Trainer<B> {
+    let device = Default::default();
+    let (model, config) = graft_llama::load::<B>(fixtures().join("tiny-llama3"), &device).unwrap();
+    let mut cfg = golden_config();
+    cfg.grad_accum = 1;
+    cfg.zero_stage = stage;
+    cfg.steps = steps;
+    Trainer::<B>::new(model, config, cfg, device)
+        .with_zero_bucket_elems(5000)
+        .with_grad_sync(Box::new(dp))
+}
+
+#[test]
+fn ranks_that_resume_different_checkpoints_are_an_error_naming_them() {
+    let _guard = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (saved, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    two_peers(2, Some(saved.path()), 2);
+    burn::collective::reset_collective::<Inner>();
+    let devices = vec![Default::default(); 2];
+    let err = run_data_parallel::<Inner, (), _>(&ParallelConfig::local(2), &devices, |dp| {
+        // rank 1 looks at another run directory, with no checkpoint
+        let dir = [saved.path(), empty.path()][dp.rank()];
+        let mut trainer = peer_trainer(dp, 2, 6).with_run_dir(dir)?;
+        trainer
+            .resume(&mut VecSource::new(golden_batches()))
+            .map(|_| ())
+    })
+    .unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("rank 0 is at step 2") && err.contains("rank 1 at step 0"),
+        "{err}"
+    );
 }
 
 fn bits(reports: &[StepReport]) -> Vec<(u64, u64, u64)> {
