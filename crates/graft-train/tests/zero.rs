@@ -203,3 +203,35 @@ fn a_stage_2_checkpoint_resumes_at_stage_0_and_the_reverse_bitwise() {
         );
     }
 }
+
+#[test]
+fn a_truncated_or_edited_optimizer_file_is_an_error_naming_it() {
+    let _guard = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    two_peers(2, Some(dir.path()), 1);
+    let file = dir.path().join("checkpoints/step-1/optimizer.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let read = |b: &[u8]| {
+        std::fs::write(&file, b).unwrap();
+        let keep_all = |_: &str| true;
+        graft_train::optim_file::read_state_file::<Inner>(&file, &Default::default(), &keep_all)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = read(&bytes[..bytes.len() / 2]);
+    assert!(err.contains("step-1/optimizer.safetensors"), "{err}");
+    // a hand-edited header: one parameter's update count is no longer a number
+    // (same length, so the header stays well-formed: `{\"name\":1,…}` becomes `{\"name\":x,…}`)
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = bytes[8..header]
+        .windows(4)
+        .position(|w| w == b"\\\":1")
+        .unwrap();
+    let mut edited = bytes.clone();
+    edited[8 + at + 3] = b'x';
+    let err = read(&edited);
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("steps"),
+        "{err}"
+    );
+}
