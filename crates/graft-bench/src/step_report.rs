@@ -158,6 +158,7 @@ fn train_config(seq: usize, reps: usize, activation_checkpointing: bool) -> Trai
         max_nonfinite_steps: 1 + reps as u32,
         seed: 0,
         activation_checkpointing,
+        zero_stage: 0,
     }
 }
 

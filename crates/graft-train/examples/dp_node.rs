@@ -121,6 +121,7 @@ fn train_config(steps: u64, grad_accum: usize) -> TrainConfig {
         max_nonfinite_steps: 3,
         seed: 0,
         activation_checkpointing: false,
+        zero_stage: 0,
     }
 }
 

@@ -85,25 +85,50 @@ impl CheckpointDir {
         state: &TrainingState,
         keep_last: usize,
     ) -> Result<Checkpoint> {
-        self.clean_tmp()?;
-        let dest = self.root.join(format!("step-{step}"));
-        let tmp = graft_data::atomic::temp_path(&dest);
-        fs::create_dir_all(&tmp).map_err(|e| TrainError::io("creating", &tmp, e))?;
+        let tmp = self.begin(step)?;
         write_model(&tmp)?;
         write_file(&tmp.join(OPTIMIZER_FILE), optimizer)?;
+        self.commit(step, &tmp, state, keep_last)
+    }
+
+    /// The temporary directory a checkpoint of `step` is written in before its rename (every
+    /// rank of a sharded run writes its part of the optimizer state there).
+    pub fn tmp_path(&self, step: u64) -> PathBuf {
+        self.root.join(format!(".step-{step}.tmp"))
+    }
+
+    /// Start a checkpoint of `step`: remove leftovers of interrupted saves and create its
+    /// temporary directory ([`Self::tmp_path`]).
+    pub fn begin(&self, step: u64) -> Result<PathBuf> {
+        self.clean_tmp()?;
+        let tmp = self.tmp_path(step);
+        fs::create_dir_all(&tmp).map_err(|e| TrainError::io("creating", &tmp, e))?;
+        Ok(tmp)
+    }
+
+    /// Finish the checkpoint whose files are in `tmp`: add the training state, fsync everything,
+    /// rename it into place, point `latest` at it and keep the newest `keep_last` (0: all).
+    pub fn commit(
+        &self,
+        step: u64,
+        tmp: &Path,
+        state: &TrainingState,
+        keep_last: usize,
+    ) -> Result<Checkpoint> {
         let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint {
-            path: tmp.clone(),
+            path: tmp.to_path_buf(),
             message: e.to_string(),
         })?;
         write_file(&tmp.join(STATE_FILE), &json)?;
-        sync_tree(&tmp)?;
+        sync_tree(tmp)?;
 
+        let dest = self.root.join(format!("step-{step}"));
         if dest.exists() {
             let old = self.root.join(format!(".step-{step}.old.tmp"));
             fs::rename(&dest, &old).map_err(|e| TrainError::io("renaming", &dest, e))?;
             fs::remove_dir_all(&old).map_err(|e| TrainError::io("removing", &old, e))?;
         }
-        fs::rename(&tmp, &dest).map_err(|e| TrainError::io("renaming", &tmp, e))?;
+        fs::rename(tmp, &dest).map_err(|e| TrainError::io("renaming", tmp, e))?;
         self.point_latest(step)?;
         sync_dir(&self.root)?;
         if keep_last > 0 {

@@ -39,15 +39,26 @@ where
     M: AutodiffModule<B>,
 {
     let norm = global_grad_norm::<B, M>(module, grads);
+    clip_to_norm::<B, M>(module, grads, norm, max_norm);
+    norm
+}
+
+/// Scale `grads` by `max_norm / (norm + 1e-6)` when that is below 1, `norm` being their global
+/// norm (computed here or, for sharded gradients, across ranks: [`crate::zero`]). A non-finite
+/// norm leaves them alone.
+pub fn clip_to_norm<B, M>(module: &M, grads: &mut GradientsParams, norm: f64, max_norm: f64)
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
     if !norm.is_finite() {
-        return norm;
+        return;
     }
     // torch computes the coefficient as an f32 tensor op.
     let coef = (max_norm as f32) / (norm as f32 + 1e-6);
     if coef < 1.0 {
         scale_grads::<B, M>(module, grads, coef as f64);
     }
-    norm
 }
 
 /// Multiply every gradient of a parameter of `module` by `factor`.

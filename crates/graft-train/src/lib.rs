@@ -12,6 +12,7 @@ pub mod logging;
 pub mod lora;
 pub mod model;
 pub mod optim;
+pub mod optim_file;
 pub mod optim_state;
 pub mod overrides;
 pub mod parallel;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod state;
 pub mod synthesize;
 pub mod trainer;
+pub mod zero;
 
 pub use checkpoint::{Checkpoint, CheckpointDir};
 pub use error::{Result, ResultExt, TrainError};

@@ -92,6 +92,16 @@ impl<B: Backend> AdamW<B> {
         &self.state
     }
 
+    /// Bytes of state held (moments and master copies), by the optimizer's own accounting; with
+    /// sharded training ([`crate::zero`]) each rank holds about `1/N` of the total.
+    pub fn state_bytes(&self) -> usize {
+        let bytes = |t: &Tensor<B, 1>| t.shape().num_elements() * t.dtype().size();
+        self.state
+            .values()
+            .map(|s| bytes(&s.exp_avg) + bytes(&s.exp_avg_sq) + s.master.as_ref().map_or(0, bytes))
+            .sum()
+    }
+
     /// Replace the whole state (used when resuming).
     pub fn set_state(&mut self, state: BTreeMap<String, ParamState<B>>) {
         self.state = state;

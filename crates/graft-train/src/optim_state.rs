@@ -17,8 +17,8 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, ParamState};
 
-const FORMAT: &str = "graft-adamw";
-const VERSION: &str = "1";
+pub(crate) const FORMAT: &str = "graft-adamw";
+pub(crate) const VERSION: &str = "1";
 
 /// Serialise the optimizer state to safetensors bytes.
 pub fn optimizer_to_bytes<B: Backend>(optim: &AdamW<B>) -> Result<Vec<u8>> {
@@ -70,7 +70,25 @@ pub fn optimizer_from_bytes<B: Backend>(
     };
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    state_from_safetensors(&st, meta.metadata().as_ref(), path, device, &|_| true)
+}
+
+/// The state of the parameters `keep` selects, from a parsed file with `metadata`. Every
+/// parameter named in `steps` must have its tensors and the file nothing else, whatever `keep`
+/// selects; only the selected tensors are read.
+pub(crate) fn state_from_safetensors<B: Backend>(
+    st: &SafeTensors,
+    metadata: Option<&HashMap<String, String>>,
+    path: &Path,
+    device: &B::Device,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<BTreeMap<String, ParamState<B>>> {
+    let bad = |message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let meta = metadata.cloned().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT)
         || meta.get("version").map(String::as_str) != Some(VERSION)
     {
@@ -84,33 +102,43 @@ pub fn optimizer_from_bytes<B: Backend>(
                 "metadata `steps` is not a JSON object of counts: {e}"
             ))
         })?;
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
     let mut tensors = 0;
     for (name, step) in steps {
-        let m = read_f32(&st, &format!("{name}.exp_avg"), device).map_err(&bad)?;
-        let v = read_f32(&st, &format!("{name}.exp_avg_sq"), device).map_err(&bad)?;
-        if m.0 != v.0 {
+        let keys = [
+            format!("{name}.exp_avg"),
+            format!("{name}.exp_avg_sq"),
+            format!("{name}.master"),
+        ];
+        let shapes: Vec<Option<Vec<usize>>> = keys
+            .iter()
+            .map(|k| st.tensor(k).ok().map(|v| v.shape().to_vec()))
+            .collect();
+        let [Some(m_shape), Some(v_shape), master_shape] = &shapes[..] else {
             return Err(bad(format!(
-                "`{name}`: exp_avg shape {:?} != exp_avg_sq shape {:?}",
-                m.0, v.0
+                "tensor `{name}.exp_avg` or `{name}.exp_avg_sq` is missing (named in metadata `steps`)"
             )));
-        }
-        let master_key = format!("{name}.master");
-        let master = match st.tensor(&master_key).is_ok() {
-            true => {
-                let master = read_f32(&st, &master_key, device).map_err(&bad)?;
-                if master.0 != m.0 {
-                    return Err(bad(format!(
-                        "`{name}`: master shape {:?} != exp_avg shape {:?}",
-                        master.0, m.0
-                    )));
-                }
-                Some(master.1)
-            }
-            false => None,
         };
-        tensors += 2 + usize::from(master.is_some());
+        for (what, shape) in [
+            ("exp_avg_sq", Some(v_shape)),
+            ("master", master_shape.as_ref()),
+        ] {
+            if let Some(shape) = shape.filter(|s| *s != m_shape) {
+                return Err(bad(format!(
+                    "`{name}`: {what} shape {shape:?} != exp_avg shape {m_shape:?}"
+                )));
+            }
+        }
+        tensors += 2 + usize::from(master_shape.is_some());
+        if !keep(&name) {
+            continue;
+        }
+        let m = read_f32(st, &keys[0], device).map_err(&bad)?;
+        let v = read_f32(st, &keys[1], device).map_err(&bad)?;
+        let master = match master_shape {
+            Some(_) => Some(read_f32(st, &keys[2], device).map_err(&bad)?.1),
+            None => None,
+        };
         out.insert(
             name,
             ParamState {
@@ -124,9 +152,8 @@ pub fn optimizer_from_bytes<B: Backend>(
     }
     if st.len() != tensors {
         return Err(bad(format!(
-            "{} tensors but `steps` names {} parameters with {tensors} state tensors",
+            "{} tensors but `steps` names parameters with {tensors} state tensors",
             st.len(),
-            out.len()
         )));
     }
     Ok(out)

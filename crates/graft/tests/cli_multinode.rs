@@ -1,7 +1,9 @@
 //! Multi-node data parallelism through the real binary, on loopback: `graft orchestrator` and two
 //! `graft train --nodes 2 --node-rank R` processes (one CPU device each) train the same model as
 //! one process with `--devices 0,1` — the same peers, joined through burn-collective's global
-//! orchestrator instead of inside one process.
+//! orchestrator instead of inside one process. The nodes shard the optimizer state and the
+//! gradients (`train.zero_stage = 2`: reduce-scatter, all-gather and a checkpoint both nodes write
+//! into); the local reference replicates them (stage 0).
 
 mod train_common;
 
@@ -78,6 +80,7 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
                 nodes_run.to_str().unwrap(),
             ])
             .args(steps)
+            .args(["--set", "train.zero_stage=2"])
             .args(["--nodes", "2", "--node-rank", &rank])
             .args([
                 "--orchestrator",
@@ -135,6 +138,9 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
 
     assert_losses_close(&local_run, &nodes_run, 3, 1e-6);
     let file = "checkpoints/step-3/model.safetensors";
+    assert_weights_close(&local_run.join(file), &nodes_run.join(file), 1e-6);
+    // the optimizer state both nodes wrote their halves of: the same full-shape tensors by name
+    let file = "checkpoints/step-3/optimizer.safetensors";
     assert_weights_close(&local_run.join(file), &nodes_run.join(file), 1e-6);
     let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();
     assert!(saved.contains("nodes = 2"), "{saved}");

@@ -34,6 +34,9 @@ pub enum CollectiveError {
     BroadcastNoTensor,
     /// Trying to broadcast but multiple peers sent a tensor
     BroadcastMultipleTensors,
+    /// A reduce-scatter or all-gather whose peers disagree on the operation, the chunk counts or
+    /// the shapes, or whose peer ids are not the ranks `0..counts.len()` (added by graft)
+    ScatterGatherMismatch,
     /// Local collective server couldn't respond
     LocalServerMissing,
     /// Another operation was called before Register
@@ -106,6 +109,32 @@ pub fn reduce<B: Backend>(
 ) -> Result<Option<B::FloatTensorPrimitive>, CollectiveError> {
     let client = get_collective_client::<B>();
     client.reduce(id, tensor, op, root)
+}
+
+/// Reduce-scatter (added by graft): every peer gives a tensor of the same shape, whose
+/// dimension 0 is `counts.iter().sum()`; peer `r` (peer ids must be the ranks `0..counts.len()`
+/// over all nodes) gets rows `counts[..r].sum()..counts[..=r].sum()` reduced over every peer.
+/// Every peer passes the same `op` and `counts`.
+pub fn reduce_scatter<B: Backend>(
+    id: PeerId,
+    tensor: B::FloatTensorPrimitive,
+    op: ReduceOperation,
+    counts: Vec<usize>,
+) -> Result<B::FloatTensorPrimitive, CollectiveError> {
+    let client = get_collective_client::<B>();
+    client.reduce_scatter(id, tensor, op, counts)
+}
+
+/// All-gather (added by graft): peer `r` gives its chunk of `counts[r]` rows (dimension 0; the
+/// other dimensions the same on every peer) and every peer gets the chunks of peers
+/// `0..counts.len()` concatenated in that order. Every peer passes the same `counts`.
+pub fn all_gather<B: Backend>(
+    id: PeerId,
+    tensor: B::FloatTensorPrimitive,
+    counts: Vec<usize>,
+) -> Result<B::FloatTensorPrimitive, CollectiveError> {
+    let client = get_collective_client::<B>();
+    client.all_gather(id, tensor, counts)
 }
 
 /// Closes the collective session, unregistering the device

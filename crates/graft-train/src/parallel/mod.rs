@@ -41,6 +41,31 @@ pub trait GradSync<B: AutodiffBackend>: Send {
     fn world_size(&self) -> usize;
     /// This peer's rank in `0..world_size`.
     fn rank(&self) -> usize;
+    /// The collectives sharded training ([`crate::zero`]) is built on; `None` (the default)
+    /// when this sync cannot shard, and `zero_stage` is then ignored.
+    fn collectives(&mut self) -> Option<&mut dyn Collectives<B::InnerBackend>> {
+        None
+    }
+}
+
+/// The collective operations over 1-D tensors that [`crate::zero`] needs, in rank order.
+pub trait Collectives<B: Backend>: Send {
+    /// Number of peers.
+    fn world_size(&self) -> usize;
+    /// This peer's rank.
+    fn rank(&self) -> usize;
+    /// The element-wise sum of `tensor` over all peers.
+    fn all_reduce_sum(&mut self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>>;
+    /// Rank `r` gets elements `counts[..r].sum()..counts[..=r].sum()` of the sum over all peers.
+    fn reduce_scatter_sum(
+        &mut self,
+        tensor: Tensor<B, 1>,
+        counts: &[usize],
+    ) -> Result<Tensor<B, 1>>;
+    /// Every peer gets the pieces of ranks `0..world` (`counts[r]` elements each) concatenated.
+    fn all_gather(&mut self, piece: Tensor<B, 1>, counts: &[usize]) -> Result<Tensor<B, 1>>;
+    /// The mean of `value` over all peers (also a barrier).
+    fn mean(&mut self, value: f64) -> Result<f64>;
 }
 
 /// One registered peer of a data-parallel collective, on the (non-autodiff) backend `B`.
@@ -191,6 +216,59 @@ impl<AB: AutodiffBackend> GradSync<AB> for DataParallel<AB::InnerBackend> {
 
     fn rank(&self) -> usize {
         self.rank
+    }
+
+    fn collectives(&mut self) -> Option<&mut dyn Collectives<AB::InnerBackend>> {
+        Some(self)
+    }
+}
+
+impl<B: Backend> Collectives<B> for DataParallel<B> {
+    fn world_size(&self) -> usize {
+        self.world
+    }
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn all_reduce_sum(&mut self, tensor: Tensor<B, 1>) -> Result<Tensor<B, 1>> {
+        let out = collective::all_reduce::<B>(
+            self.peer,
+            tensor.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        )
+        .map_err(|e| collective_err("all-reduce", e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+
+    fn reduce_scatter_sum(
+        &mut self,
+        tensor: Tensor<B, 1>,
+        counts: &[usize],
+    ) -> Result<Tensor<B, 1>> {
+        let out = collective::reduce_scatter::<B>(
+            self.peer,
+            tensor.into_primitive().tensor(),
+            ReduceOperation::Sum,
+            counts.to_vec(),
+        )
+        .map_err(|e| collective_err("reduce-scatter of the gradients", e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+
+    fn all_gather(&mut self, piece: Tensor<B, 1>, counts: &[usize]) -> Result<Tensor<B, 1>> {
+        let out = collective::all_gather::<B>(
+            self.peer,
+            piece.into_primitive().tensor(),
+            counts.to_vec(),
+        )
+        .map_err(|e| collective_err("all-gather of the weights", e))?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    }
+
+    fn mean(&mut self, value: f64) -> Result<f64> {
+        self.mean_scalar(value)
     }
 }
 

@@ -191,6 +191,11 @@ pub struct TrainSection {
     /// Recompute activations in the backward pass to save memory.
     #[serde(default)]
     pub activation_checkpointing: bool,
+    /// Optimizer-state sharding over data-parallel ranks (ZeRO, see `graft_train::zero`): 0 keeps
+    /// everything replicated, 1 shards the f32 master weights and AdamW moments, 2 also the
+    /// gradients (reduce-scattered in f32).
+    #[serde(default)]
+    pub zero_stage: u8,
     /// Device, e.g. "cpu" or "cuda:0".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
@@ -423,7 +428,7 @@ impl Recipe {
             }
             _ => {}
         }
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 10] = [
             (t.micro_batch_size > 0, "train.micro_batch_size must be > 0"),
             (
                 t.grad_accum > 0 && t.nodes != Some(0),
@@ -454,6 +459,7 @@ impl Recipe {
                 matches!(t.optimizer_state_dtype.as_str(), "f32" | "bf16"),
                 "train.optimizer_state_dtype must be \"f32\" or \"bf16\"",
             ),
+            (t.zero_stage <= 2, "train.zero_stage must be 0, 1 or 2"),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());

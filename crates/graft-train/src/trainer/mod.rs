@@ -15,7 +15,7 @@ use crate::error::{Result, TrainError};
 use crate::grad_accum::GradAccumulator;
 use crate::logging::{ScalarLogger, StepMeter};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::optim_state::{check_state_matches, optimizer_from_bytes, optimizer_to_bytes};
+use crate::optim_state::check_state_matches;
 use crate::parallel::GradSync;
 use crate::periodic_eval::Evaluator;
 use crate::recipe::Recipe;
@@ -50,6 +50,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Per-layer activation checkpointing (see [`graft_llama::backward`]).
     pub activation_checkpointing: bool,
+    /// Optimizer-state sharding over data-parallel peers, 0, 1 or 2 (see [`crate::zero`]).
+    pub zero_stage: u8,
 }
 
 impl TrainConfig {
@@ -84,6 +86,7 @@ impl TrainConfig {
             max_nonfinite_steps: t.max_nonfinite_steps,
             seed: t.seed,
             activation_checkpointing: t.activation_checkpointing,
+            zero_stage: t.zero_stage,
         }
     }
 }
@@ -123,6 +126,10 @@ pub struct Trainer<B: TrainBackend> {
     evaluator: Option<ScheduledEval<B::InnerBackend>>,
     /// Data-parallel gradient sync (see [`crate::parallel`]); `None` on a single device.
     grad_sync: Option<Box<dyn GradSync<B>>>,
+    /// Sharded optimizer state (`zero_stage` 1 or 2 with several peers), made at the first step.
+    zero: Option<crate::zero::Zero<B::InnerBackend>>,
+    /// Elements per ZeRO bucket.
+    zero_bucket_elems: usize,
 }
 
 impl<B: TrainBackend> Trainer<B> {
@@ -157,6 +164,8 @@ impl<B: TrainBackend> Trainer<B> {
             device,
             evaluator: None,
             grad_sync: None,
+            zero: None,
+            zero_bucket_elems: crate::zero::DEFAULT_BUCKET_ELEMS,
         }
     }
 
@@ -182,6 +191,13 @@ impl<B: TrainBackend> Trainer<B> {
     /// writes checkpoints; every rank resumes from them.
     pub fn with_grad_sync(mut self, sync: Box<dyn GradSync<B>>) -> Self {
         self.grad_sync = Some(sync);
+        self
+    }
+
+    /// Group gradients and weights into buckets of at most `elems` elements for the collectives
+    /// of sharded training (default [`crate::zero::DEFAULT_BUCKET_ELEMS`]).
+    pub fn with_zero_bucket_elems(mut self, elems: usize) -> Self {
+        self.zero_bucket_elems = elems;
         self
     }
 
@@ -235,7 +251,8 @@ impl<B: TrainBackend> Trainer<B> {
             let save = self.config.save_every > 0 && report.step % self.config.save_every == 0;
             // a skipped (non-finite) step saves nothing: `latest` stays the last good checkpoint
             let save = !report.skipped && (save || report.step == self.config.steps);
-            if self.checkpoints.is_some() && primary && save {
+            // with sharded optimizer state every rank writes its part
+            if self.checkpoints.is_some() && (primary || self.zero.is_some()) && save {
                 self.save_checkpoint(data)?;
             }
             reports.push(report);
@@ -245,3 +262,5 @@ impl<B: TrainBackend> Trainer<B> {
 }
 
 mod step;
+#[path = "trainer_zero.rs"]
+mod zero_glue;

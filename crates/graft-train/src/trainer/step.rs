@@ -21,23 +21,15 @@ impl<B: TrainBackend> Trainer<B> {
         );
         let lr = self.config.schedule.lr(self.state.lr_step);
         let model = self.model.take().expect("model is present between steps");
-        let synced =
-            self.accumulate(&model, data)
-                .and_then(|(loss, grads)| match self.grad_sync.as_mut() {
-                    Some(sync) => sync.sync(&model, loss, grads),
-                    None => Ok((loss, grads)),
-                });
-        let (loss, mut grads) = match synced {
+        let reduced = self
+            .ensure_zero(&model)
+            .and_then(|_| self.reduced_grads(&model, data));
+        let (loss, grad_norm, grads) = match reduced {
             Ok(v) => v,
             Err(e) => {
                 self.model = Some(model);
                 return Err(e);
             }
-        };
-        let grad_norm = if self.config.clip_norm > 0.0 {
-            clip_global_norm::<B, _>(&model, &mut grads, self.config.clip_norm)
-        } else {
-            global_grad_norm::<B, _>(&model, &grads)
         };
         self.state.step += 1;
         self.state.lr_step += 1;
@@ -60,7 +52,11 @@ impl<B: TrainBackend> Trainer<B> {
             }
         } else {
             self.state.consecutive_nonfinite = 0;
-            self.model = Some(self.optim.step(lr, model, grads));
+            let model = self.optim.step(lr, model, grads);
+            // sharded: every rank updated its own tensors; gather the others' (crate::zero)
+            let (model, gathered) = self.gather_weights(model);
+            self.model = Some(model);
+            gathered?;
         }
         Ok(StepReport {
             step: self.state.step,
@@ -71,17 +67,48 @@ impl<B: TrainBackend> Trainer<B> {
         })
     }
 
-    /// Forward/backward of every micro-batch; returns Σ loss/grad_accum and the gradients summed
-    /// in f32 (see [`crate::grad_accum`]).
-    fn accumulate(
+    /// The step's loss, global gradient norm (before clipping) and clipped gradients, averaged
+    /// over the data-parallel peers: all of them, or this rank's shard with ZeRO (see
+    /// [`crate::zero`]).
+    fn reduced_grads(
         &mut self,
         model: &Llama<B>,
         data: &mut dyn BatchSource,
-    ) -> Result<(f64, GradientsParams)> {
+    ) -> Result<(f64, f64, GradientsParams)> {
+        if self.zero.as_ref().is_some_and(|z| z.stage == 2) {
+            return self.reduced_grads_stage2(model, data);
+        }
+        let mut acc = GradAccumulator::new();
+        let loss = self.accumulate(model, data, &mut |_, grads| {
+            acc.accumulate(model, grads);
+            Ok(())
+        })?;
+        let (loss, mut grads) = match self.grad_sync.as_mut() {
+            Some(sync) => sync.sync(model, loss, acc.into_grads())?,
+            None => (loss, acc.into_grads()),
+        };
+        let grad_norm = if self.config.clip_norm > 0.0 {
+            clip_global_norm::<B, _>(model, &mut grads, self.config.clip_norm)
+        } else {
+            global_grad_norm::<B, _>(model, &grads)
+        };
+        if let Some(zero) = self.zero.as_ref() {
+            zero.retain_owned(&mut grads); // stage 1: update only this rank's tensors
+        }
+        Ok((loss, grad_norm, grads))
+    }
+
+    /// Forward/backward of every micro-batch, handing each one's gradients to `sink`; returns
+    /// Σ loss/grad_accum.
+    pub(super) fn accumulate(
+        &mut self,
+        model: &Llama<B>,
+        data: &mut dyn BatchSource,
+        sink: &mut dyn FnMut(&mut Self, GradientsParams) -> Result<()>,
+    ) -> Result<f64> {
         let accum = self.config.grad_accum;
         // every data-parallel peer takes a micro-batch of the same shape: count them all
         let peers = self.grad_sync.as_ref().map_or(1, |s| s.world_size()) as u64;
-        let mut acc = GradAccumulator::new();
         let mut loss_sum = 0.0;
         let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
         for micro in 0..accum {
@@ -97,9 +124,9 @@ impl<B: TrainBackend> Trainer<B> {
             let (loss, grads) =
                 graft_llama::loss_and_grads(model, tokens.clone(), tokens, &options);
             loss_sum += crate::scalar::scalar(loss);
-            acc.accumulate(model, grads);
+            sink(self, grads)?;
         }
-        Ok((loss_sum, acc.into_grads()))
+        Ok(loss_sum)
     }
 
     /// A micro-batch as a `[batch, seq]` Int tensor, after checking its shape.
@@ -199,7 +226,11 @@ impl<B: TrainBackend> Trainer<B> {
             .ok_or_else(|| TrainError::Config("no run directory set: call with_run_dir".into()))?;
         self.state.data_cursor = data.cursor()?;
         self.state.tokens_per_source = data.tokens_per_source();
-        let optim = optimizer_to_bytes(&self.optim)?;
+        let step = self.state.step;
+        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
+        let layout = self.optimizer_layout()?; // every rank of a sharded run takes part
+        let tmp = dir.tmp_path(step);
+        let opt_path = tmp.join(crate::checkpoint::OPTIMIZER_FILE);
         let files = HfDirFiles {
             config: self.model_config.clone(),
             generation_config: None,
@@ -227,22 +258,49 @@ impl<B: TrainBackend> Trainer<B> {
             .map(|_| ())
             .map_err(|e| TrainError::Model(format!("writing checkpoint weights: {e}")))
         };
-        dir.save(
-            self.state.step,
-            write_model,
-            &optim,
-            &self.state,
-            self.config.keep_last,
-        )
+        // rank 0: the directory, the model (written first: it replaces the directory's files)
+        // and the optimizer file's header; then every rank writes its optimizer tensors
+        let prepared = match rank {
+            0 => dir
+                .begin(step)
+                .and_then(|_| write_model(&tmp))
+                .and_then(|_| crate::optim_file::create_state_file(&opt_path, &layout)),
+            _ => Ok(()),
+        };
+        self.write_optimizer_part(prepared, &opt_path, &layout)?;
+        if rank != 0 {
+            // a sharded run's other ranks wrote their part; rank 0 finishes the checkpoint
+            return Ok(Checkpoint {
+                step,
+                path: dir.root().join(format!("step-{step}")),
+            });
+        }
+        dir.commit(step, &tmp, &self.state, self.config.keep_last)
     }
 
     /// Continue from the newest checkpoint in the run directory, if any: weights, optimizer
     /// moments, step/tokens/counters and the data stream's position. Returns its step.
+    ///
+    /// With data-parallel peers every rank calls this, and the ranks then check that they agree
+    /// on the step and on a checksum of the weights (an error names the ranks that differ).
     pub fn resume(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
+        let resumed = self.resume_local(data)?;
+        self.check_ranks_agree()?;
+        Ok(resumed)
+    }
+
+    fn resume_local(&mut self, data: &mut dyn BatchSource) -> Result<Option<u64>> {
         let Some(dir) = self.checkpoints.clone() else {
             return Ok(None);
         };
-        let Some(ckpt) = dir.latest()? else {
+        // rank 0 alone removes leftovers of interrupted saves (ranks racing to remove the same
+        // directory would fail); the others only look at complete checkpoints
+        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
+        let latest = match rank {
+            0 => dir.latest()?,
+            _ => dir.list()?.pop(),
+        };
+        let Some(ckpt) = latest else {
             return Ok(None);
         };
         let state = ckpt.read_state()?;
@@ -262,8 +320,7 @@ impl<B: TrainBackend> Trainer<B> {
             TrainError::Model(format!("loading checkpoint {}: {e}", ckpt.path.display()))
         })?;
         let path = ckpt.optimizer_path();
-        let bytes = std::fs::read(&path).map_err(|e| TrainError::io("reading", &path, e))?;
-        let optim = optimizer_from_bytes::<B::InnerBackend>(&bytes, &path, &self.device)?;
+        let optim = self.read_optimizer(&path)?;
         check_state_matches::<B, _>(&optim, self.model())?;
         self.optim.set_state(optim);
         data.restore(&state.data_cursor)?;

@@ -69,6 +69,7 @@ pub fn golden_config() -> TrainConfig {
         max_nonfinite_steps: 3,
         seed: 0,
         activation_checkpointing: false,
+        zero_stage: 0,
     }
 }
 

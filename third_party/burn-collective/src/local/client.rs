@@ -1,7 +1,7 @@
 use crate::{
     CollectiveConfig, CollectiveError, PeerId, ReduceOperation,
     local::{
-        BroadcastResult, ReduceResult,
+        BroadcastResult, ReduceResult, ScatterGatherKind, ScatterGatherResult,
         all_reduce::AllReduceResult,
         server::{FinishResult, Message, RegisterResult},
     },
@@ -259,6 +259,41 @@ impl<B: Backend> LocalCollectiveClient<B> {
             tensor,
             callback,
         })
+    }
+
+    /// Reduce-scatter along dimension 0 (see [`crate::reduce_scatter`]).
+    pub fn reduce_scatter(
+        &self,
+        id: PeerId,
+        tensor: B::FloatTensorPrimitive,
+        op: ReduceOperation,
+        counts: Vec<usize>,
+    ) -> ScatterGatherResult<B::FloatTensorPrimitive> {
+        self.start_operation(|callback| Message::ScatterGather {
+            device_id: id,
+            tensor,
+            kind: ScatterGatherKind::ReduceScatter(op),
+            counts,
+            callback,
+        })
+        .wait()
+    }
+
+    /// All-gather along dimension 0 (see [`crate::all_gather`]).
+    pub fn all_gather(
+        &self,
+        id: PeerId,
+        tensor: B::FloatTensorPrimitive,
+        counts: Vec<usize>,
+    ) -> ScatterGatherResult<B::FloatTensorPrimitive> {
+        self.start_operation(|callback| Message::ScatterGather {
+            device_id: id,
+            tensor,
+            kind: ScatterGatherKind::AllGather,
+            counts,
+            callback,
+        })
+        .wait()
     }
 
     pub(crate) fn finish(&self, id: PeerId) -> FinishResult {

@@ -1,12 +1,14 @@
 mod all_reduce;
 mod broadcast;
 mod reduce;
+mod scatter_gather;
 
 pub(crate) mod tensor_map;
 
 pub(crate) use all_reduce::*;
 pub(crate) use broadcast::*;
 pub(crate) use reduce::*;
+pub(crate) use scatter_gather::*;
 
 pub(crate) mod client;
 pub(crate) mod server;

@@ -3,7 +3,7 @@ use crate::{
     global::node::base::Node,
     local::{
         AllReduceOp, AllReduceResult, BroadcastOp, BroadcastResult, ReduceOp, ReduceResult,
-        client::LocalCollectiveClient,
+        ScatterGatherKind, ScatterGatherOp, ScatterGatherResult, client::LocalCollectiveClient,
     },
 };
 use burn_backend::{Backend, TensorMetadata, tensor::FloatTensor};
@@ -57,6 +57,9 @@ pub(crate) struct LocalCollectiveServer<B: Backend> {
     /// Uncompleted broadcast calls, one for each calling device.
     broadcast_op: Option<BroadcastOp<B>>,
 
+    /// Current uncompleted reduce-scatter or all-gather (added by graft)
+    scatter_gather_op: Option<ScatterGatherOp<B>>,
+
     /// Client for global collective operations
     global_client: Option<Node<B, Network>>,
 }
@@ -90,6 +93,14 @@ pub(crate) enum Message<B: Backend> {
         device_id: PeerId,
         tensor: Option<B::FloatTensorPrimitive>,
         callback: SyncSender<BroadcastResult<B::FloatTensorPrimitive>>,
+    },
+    /// Perform a reduce-scatter or an all-gather (added by graft).
+    ScatterGather {
+        device_id: PeerId,
+        tensor: B::FloatTensorPrimitive,
+        kind: ScatterGatherKind,
+        counts: Vec<usize>,
+        callback: SyncSender<ScatterGatherResult<B::FloatTensorPrimitive>>,
     },
     /// Reset the collective server.
     Reset,
@@ -177,6 +188,7 @@ impl<B: Backend> LocalCollectiveServer<B> {
             all_reduce_op: None,
             reduce_op: None,
             broadcast_op: None,
+            scatter_gather_op: None,
             callbacks_register: vec![],
             global_client: None,
         }
@@ -247,6 +259,16 @@ impl<B: Backend> LocalCollectiveServer<B> {
                 callback,
             } => {
                 self.process_broadcast_message(device_id, tensor, callback)
+                    .await
+            }
+            Message::ScatterGather {
+                device_id,
+                tensor,
+                kind,
+                counts,
+                callback,
+            } => {
+                self.process_scatter_gather_message(device_id, tensor, kind, counts, callback)
                     .await
             }
             Message::Reset => self.reset(),
@@ -458,8 +480,38 @@ impl<B: Backend> LocalCollectiveServer<B> {
         }
     }
 
+    /// Processes a Message::ScatterGather (added by graft).
+    async fn process_scatter_gather_message(
+        &mut self,
+        peer_id: PeerId,
+        tensor: FloatTensor<B>,
+        kind: ScatterGatherKind,
+        counts: Vec<usize>,
+        callback: SyncSender<ScatterGatherResult<FloatTensor<B>>>,
+    ) {
+        if !self.peers.contains(&peer_id) {
+            let _ = callback.send(Err(CollectiveError::RegisterNotFirstOperation));
+            return;
+        }
+        let mut op = self.scatter_gather_op.take().unwrap_or_else(|| {
+            ScatterGatherOp::new(kind.clone(), counts.clone(), tensor.shape())
+        });
+        match op.register_call(peer_id, kind, counts, tensor, callback.clone(), self.peers.len()) {
+            Ok(true) => {
+                op.execute(self.config.as_ref().unwrap(), &mut self.global_client)
+                    .await
+            }
+            Ok(false) => self.scatter_gather_op = Some(op),
+            Err(err) => {
+                let _ = callback.send(Err(err.clone()));
+                op.fail(err)
+            }
+        }
+    }
+
     /// Reinitializes the collective server
     fn reset(&mut self) {
+        self.scatter_gather_op = None;
         self.peers.clear();
         self.all_reduce_op = None;
         self.reduce_op = None;
