@@ -191,6 +191,10 @@ pub struct TrainSection {
     /// Recompute activations in the backward pass to save memory.
     #[serde(default)]
     pub activation_checkpointing: bool,
+    /// ZeRO stage of data parallelism: 0 replicates all state on every device, 1 shards the f32
+    /// master copy and the AdamW moments over the devices, 2 also the gradients.
+    #[serde(default)]
+    pub zero_stage: u8,
     /// Device, e.g. "cpu" or "cuda:0".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
@@ -386,6 +390,12 @@ impl Recipe {
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());
+        }
+        if t.zero_stage > 2 {
+            return Err(format!(
+                "train.zero_stage = {}: use 0 (replicated), 1 (optimizer state sharded) or 2 (also gradients)",
+                t.zero_stage
+            ));
         }
         if t.device.is_some() && t.devices.is_some() {
             return Err("[train] has both `device` and `devices`; keep one".into());

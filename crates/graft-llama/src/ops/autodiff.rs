@@ -3,8 +3,8 @@
 //!
 //! - attention keeps `q`, `k`, `v`, the output and one f32 log-sum-exp per query row;
 //! - the fused loss makes its gradients in the forward pass, chunk by chunk (Liger Kernel), and
-//!   keeps only them (`[tokens, hidden]` and `[vocab, hidden]`), scaled by the incoming gradient
-//!   in backward.
+//!   keeps only them (`[tokens, hidden]`, and `[vocab, hidden]` unless the head is frozen),
+//!   scaled by the incoming gradient in backward.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -47,20 +47,21 @@ impl<B: Backend> Backward<B, 3> for FlashBackward {
 struct LinearCeBackward;
 
 impl<B: Backend> Backward<B, 2> for LinearCeBackward {
-    /// d loss / d hidden, d loss / d weight (f32) and the weight's dtype.
-    type State = (FloatTensor<B>, FloatTensor<B>, DType);
+    /// d loss / d hidden, d loss / d weight (f32), each when its input is tracked, and the
+    /// weight's dtype.
+    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, DType);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let scale = float::<B, 1>(grads.consume::<B>(&ops.node)).cast(DType::F32);
         let (grad_hidden, grad_weight, weight_dtype) = ops.state;
         let [hidden, weight] = ops.parents;
-        if let Some(node) = hidden {
-            let g = float::<B, 2>(grad_hidden);
+        if let (Some(node), Some(g)) = (hidden, grad_hidden) {
+            let g = float::<B, 2>(g);
             let s = scale.clone().cast(g.dtype()).unsqueeze::<2>();
             grads.register::<B>(node.id, (g * s).into_primitive().tensor());
         }
-        if let Some(node) = weight {
-            let g = float::<B, 2>(grad_weight) * scale.unsqueeze::<2>();
+        if let (Some(node), Some(g)) = (weight, grad_weight) {
+            let g = float::<B, 2>(g) * scale.unsqueeze::<2>();
             grads.register::<B>(node.id, g.cast(weight_dtype).into_primitive().tensor());
         }
     }
@@ -99,6 +100,10 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         options: LinearCeOptions,
     ) -> FloatTensor<Self> {
         let nodes = [hidden.node.clone(), weight.node.clone()];
+        let wanted = linear_ce::Wanted {
+            hidden: !hidden.node.requirement.is_none(),
+            weight: !weight.node.requirement.is_none(),
+        };
         match LinearCeBackward
             .prepare::<C>(nodes)
             .compute_bound()
@@ -109,13 +114,10 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let weight_dtype = weight.dtype();
                 let targets = Tensor::<B, 1, Int>::from_primitive(targets);
                 let out =
-                    linear_ce::forward(float(hidden.primitive), weight, targets, &options, true);
-                let (Some(gh), Some(gw)) = (out.grad_hidden, out.grad_weight) else {
-                    unreachable!("linear_ce::forward returns gradients when asked")
-                };
+                    linear_ce::forward(float(hidden.primitive), weight, targets, &options, wanted);
                 let state = (
-                    gh.into_primitive().tensor(),
-                    gw.into_primitive().tensor(),
+                    out.grad_hidden.map(|g| g.into_primitive().tensor()),
+                    out.grad_weight.map(|g| g.into_primitive().tensor()),
                     weight_dtype,
                 );
                 prep.finish(state, out.loss.into_primitive().tensor())

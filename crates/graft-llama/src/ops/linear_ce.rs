@@ -33,18 +33,40 @@ impl LinearCeOptions {
     }
 }
 
+/// Which gradients [`forward`] makes (a frozen head needs no `[vocab, hidden]` gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// d loss / d hidden.
+    pub hidden: bool,
+    /// d loss / d weight.
+    pub weight: bool,
+}
+
+impl Wanted {
+    /// The loss only (inference, evaluation).
+    pub const NONE: Self = Self {
+        hidden: false,
+        weight: false,
+    };
+    /// Both gradients.
+    pub const ALL: Self = Self {
+        hidden: true,
+        weight: true,
+    };
+}
+
 /// What [`forward`] returns: the summed loss and, when asked for, the gradients of that sum.
 pub struct LinearCe<B: Backend> {
     /// `[1]`, f32.
     pub loss: Tensor<B, 1>,
-    /// d loss / d hidden, `[tokens, hidden]` in `hidden`'s dtype.
+    /// d loss / d hidden, `[tokens, hidden]` in `hidden`'s dtype (when wanted).
     pub grad_hidden: Option<Tensor<B, 2>>,
-    /// d loss / d weight, `[vocab, hidden]`, f32.
+    /// d loss / d weight, `[vocab, hidden]`, f32 (when wanted).
     pub grad_weight: Option<Tensor<B, 2>>,
 }
 
-/// Summed cross-entropy of `hidden · weightᵀ` against `targets`, chunk by chunk; with `grads`,
-/// also its gradients, made from each chunk's probabilities while they exist.
+/// Summed cross-entropy of `hidden · weightᵀ` against `targets`, chunk by chunk; also the
+/// gradients `grads` asks for, made from each chunk's probabilities while they exist.
 ///
 /// # Shapes
 /// - `hidden`: `[tokens, hidden]`; `weight`: `[vocab, hidden]`; `targets`: `[tokens]`
@@ -53,7 +75,7 @@ pub fn forward<B: Backend>(
     weight: Tensor<B, 2>,
     targets: Tensor<B, 1, Int>,
     options: &LinearCeOptions,
-    grads: bool,
+    grads: Wanted,
 ) -> LinearCe<B> {
     let [tokens, _] = hidden.dims();
     let [vocab, width] = weight.dims();
@@ -75,7 +97,7 @@ pub fn forward<B: Backend>(
         let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
         let picked = logits.clone().gather(1, t.clone());
         loss = loss + (lse.clone() - picked).mask_fill(ignored.clone(), 0.0).sum();
-        if !grads {
+        if grads == Wanted::NONE {
             continue;
         }
         // d/d logits = softmax − one-hot, zero on ignored rows
@@ -86,30 +108,31 @@ pub fn forward<B: Backend>(
             .scatter(1, t, minus_one, IndexingUpdateOp::Add)
             * keep)
             .cast(dtype);
-        grad_hidden.push(g.clone().matmul(weight.clone()));
-        let gw = g.transpose().matmul(h).cast(DType::F32);
-        grad_weight = Some(match grad_weight {
-            Some(acc) => acc + gw,
-            None => gw,
-        });
+        if grads.hidden {
+            grad_hidden.push(g.clone().matmul(weight.clone()));
+        }
+        if grads.weight {
+            let gw = g.transpose().matmul(h).cast(DType::F32);
+            grad_weight = Some(match grad_weight {
+                Some(acc) => acc + gw,
+                None => gw,
+            });
+        }
     }
-    if !grads {
-        return LinearCe {
-            loss,
-            grad_hidden: None,
-            grad_weight: None,
-        };
-    }
-    let grad_hidden = if grad_hidden.is_empty() {
-        Tensor::<B, 2>::zeros([0, width], &device).cast(dtype)
-    } else {
-        Tensor::cat(grad_hidden, 0)
-    };
-    let grad_weight = grad_weight
-        .unwrap_or_else(|| Tensor::<B, 2>::zeros([vocab, width], &device).cast(DType::F32));
+    let grad_hidden = grads.hidden.then(|| {
+        if grad_hidden.is_empty() {
+            Tensor::<B, 2>::zeros([0, width], &device).cast(dtype)
+        } else {
+            Tensor::cat(grad_hidden, 0)
+        }
+    });
+    let grad_weight = grads.weight.then(|| {
+        grad_weight
+            .unwrap_or_else(|| Tensor::<B, 2>::zeros([vocab, width], &device).cast(DType::F32))
+    });
     LinearCe {
         loss,
-        grad_hidden: Some(grad_hidden),
-        grad_weight: Some(grad_weight),
+        grad_hidden,
+        grad_weight,
     }
 }

@@ -54,7 +54,7 @@ pub trait FusedOps: Backend {
             float::<Self, 2>(weight),
             targets,
             &options,
-            false,
+            linear_ce::Wanted::NONE,
         )
         .loss
         .into_primitive()

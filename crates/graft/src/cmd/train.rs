@@ -88,6 +88,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recipe.train.nodes = Some(args.nodes.nodes as usize);
     }
     check_device(&recipe)?;
+    anyhow::ensure!(
+        recipe.train.zero_stage == 0,
+        "train.zero_stage = {}: sharded optimizer state is not implemented in this build yet.\nHINT: --set train.zero_stage=0 (replicated state; see `graft plan` for the memory it needs)",
+        recipe.train.zero_stage
+    );
     let devices = devices::device_indices(&args.devices, &recipe)
         .with_context(|| format!("choosing the devices of {}", args.recipe.display()))?;
     let parallel = args.nodes.parallel_config(devices.len())?;
