@@ -16,6 +16,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use burn::tensor::Device;
+use graft_llama::memory::RUNTIME_OVERHEAD;
 use graft_train::plan::{format_bytes, plan, MethodPlan, PlanOptions};
 use graft_train::{Method, ModelDtype, Recipe, TrainConfig};
 use serde::{Deserialize, Serialize};
@@ -68,12 +69,13 @@ pub struct Run {
     pub measured: StepMemory,
     /// Peak of a step above the set-up (activations, gradients, transients), bytes.
     pub measured_step: u64,
-    /// Peak above the process baseline, bytes.
+    /// Peak RSS of the process, its baseline included (the plan counts it in its overhead), bytes.
     pub measured_total: u64,
     pub times: StepTimes,
     /// The plan of the recipe's method at this sequence length.
     pub plan: MethodPlan,
-    /// The plan's gradients + activations (with the recipe's checkpointing setting).
+    /// The plan's gradients + activations (with the recipe's checkpointing setting) and the
+    /// optimizer update's excess over them.
     pub plan_step: u64,
     /// The plan's total.
     pub plan_total: u64,
@@ -127,18 +129,18 @@ fn planned(path: &Path, set: &[String], seq: usize, child: ChildReport) -> anyho
         Method::Lora => report.lora,
     };
     let ac = recipe.train.activation_checkpointing;
-    let act = if ac {
-        plan.activations_checkpointed
+    let (act, overhead) = if ac {
+        (plan.activations_checkpointed, plan.overhead_checkpointed)
     } else {
-        plan.activations
+        (plan.activations, plan.overhead)
     };
     Ok(Run {
         seq_len: seq,
         measured_step: child.memory.step(),
-        measured_total: child.memory.total(),
+        measured_total: child.memory.peak.max(child.memory.peak_warmup),
         measured: child.memory,
         times: child.times,
-        plan_step: plan.gradients + act,
+        plan_step: plan.gradients + act + overhead - RUNTIME_OVERHEAD,
         plan_total: plan.total(ac),
         plan,
     })
@@ -224,7 +226,7 @@ fn print_text(path: &Path, recipe: &Recipe, runs: &[Run]) {
         build_dtype_name(),
         recipe.model.dtype,
     );
-    println!("measured: process RSS of a fresh process, above its baseline before the model; plan: `graft plan` for the same recipe\n");
+    println!("measured: RSS of a fresh process (weights, optimizer and step peak above the phase before; total: its peak RSS); plan: `graft plan` for the same recipe\n");
     println!(
         "{:>8}  {:>21}  {:>21}  {:>21}  {:>21}  {:>8}",
         "seq",

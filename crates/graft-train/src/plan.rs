@@ -1,17 +1,16 @@
 //! `graft plan`: per-GPU memory of a recipe's model for full training and LoRA, with and without
-//! activation checkpointing, and whether it fits a GPU of a given size.
+//! activation checkpointing, at ZeRO stages 0, 1 and 2, and whether it fits a GPU of a given size.
 //!
-//! Data parallelism in graft replicates weights, gradients and optimizer state on every device,
-//! so the per-GPU figure does not shrink with more devices; the report says what would be needed
-//! otherwise (optimizer-state or gradient sharding over ≥ N GPUs, LoRA, a smaller micro-batch).
-//! All sizes are bytes; reports print GB = 10⁹ bytes.
+//! The figures come from graft-llama's one memory model ([`graft_llama::memory`], also behind
+//! `graft inspect`), which the crate that owns the model, the fused ops and activation
+//! checkpointing keeps in step with what they allocate; this module adds the recipe (method, dtype,
+//! batch, accumulation, ZeRO stage, devices) and the verdicts. All sizes are bytes; reports print
+//! GB = 10⁹ bytes.
 
 use std::path::Path;
 
-use graft_llama::keymap::LayerParam;
 use graft_llama::memory::{
-    adamw_state_bytes, checkpointed_activation_bytes, logits_buffer_bytes, lora_param_count,
-    param_counts, training_activation_bytes, DTypeSize,
+    loss_buffer_bytes, param_counts, training_memory, DTypeSize, MemoryEstimate, StepShape, Trained,
 };
 use graft_llama::LlamaConfig;
 use serde::Serialize;
@@ -33,9 +32,24 @@ pub struct PlanOptions {
     pub gpu_mem: Option<u64>,
     /// Data-parallel devices (default: the recipe's `train.devices`, else 1).
     pub devices: Option<usize>,
+    /// The model's `config.json`, instead of the recipe's `model.base` (planning needs no weights).
+    pub config: Option<PathBuf>,
 }
 
-/// Memory of one training method on one GPU.
+/// Per-GPU memory of one ZeRO stage (with the recipe's activation checkpointing setting).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StagePlan {
+    /// 0, 1 or 2.
+    pub zero_stage: u8,
+    /// Gradients on each GPU at this stage.
+    pub gradients: u64,
+    /// AdamW state on each GPU at this stage.
+    pub optimizer: u64,
+    /// Everything on each GPU.
+    pub total: u64,
+}
+
+/// Memory of one training method on one GPU, at the recipe's ZeRO stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MethodPlan {
     /// "full" or "lora r16 (q_proj, v_proj)".
@@ -46,16 +60,23 @@ pub struct MethodPlan {
     pub weights: u64,
     /// LoRA adapter weights (f32).
     pub adapters: u64,
-    /// Gradients of the trained parameters.
+    /// Gradients at the end of backward: the f32 sums (this GPU's shard at ZeRO-2) and, with
+    /// accumulation or sharding, one micro-batch's gradients in the weights' dtype.
     pub gradients: u64,
-    /// AdamW state (fp32 master copy when weights are not f32, plus two moments).
+    /// AdamW state (fp32 master copy when weights are not f32, plus two moments; 1/N at ZeRO ≥ 1).
     pub optimizer: u64,
-    /// Activations kept for backward without checkpointing (includes the logits buffer).
+    /// What a step holds at its peak beyond the gradients, without checkpointing.
     pub activations: u64,
-    /// Activations with `train.activation_checkpointing = true` (includes the logits buffer).
+    /// The same with `train.activation_checkpointing = true`.
     pub activations_checkpointed: u64,
-    /// The logits/loss buffer alone.
+    /// The fused head + loss's buffers at their peak (part of the activations' peak phase).
     pub logits_buffer: u64,
+    /// The process's own memory and the optimizer update's excess over the activations' peak.
+    pub overhead: u64,
+    /// The same with activation checkpointing.
+    pub overhead_checkpointed: u64,
+    /// Per-GPU totals at ZeRO stages 0, 1 and 2 (the recipe's checkpointing setting).
+    pub stages: Vec<StagePlan>,
 }
 
 impl MethodPlan {
@@ -68,10 +89,18 @@ impl MethodPlan {
     pub fn total(&self, checkpointing: bool) -> u64 {
         self.state()
             + if checkpointing {
-                self.activations_checkpointed
+                self.activations_checkpointed + self.overhead_checkpointed
             } else {
-                self.activations
+                self.activations + self.overhead
             }
+    }
+
+    /// The per-GPU total at ZeRO `stage`.
+    pub fn stage_total(&self, stage: u8) -> u64 {
+        self.stages
+            .iter()
+            .find(|s| s.zero_stage == stage)
+            .map_or(0, |s| s.total)
     }
 }
 
@@ -92,14 +121,22 @@ pub struct PlanReport {
     pub seq_len: usize,
     /// Micro-batches per optimizer step on each GPU.
     pub grad_accum: usize,
-    /// Data-parallel devices (state replicated on each).
+    /// Data-parallel devices.
     pub devices: usize,
+    /// The recipe's `train.zero_stage`.
+    pub zero_stage: u8,
     /// Memory of one GPU in bytes.
     pub gpu_mem: u64,
     /// The method the recipe trains with.
     pub method: Method,
     /// Whether the recipe turns on activation checkpointing.
     pub activation_checkpointing: bool,
+    /// Per-GPU bytes of the recipe as configured (method, checkpointing, ZeRO stage, devices).
+    pub recipe_total_per_gpu: u64,
+    /// Whether `recipe_total_per_gpu` fits `gpu_mem`.
+    pub fits: bool,
+    /// `gpu_mem − recipe_total_per_gpu` (negative when it does not fit).
+    pub headroom: i64,
     /// Full fine-tuning.
     pub full: MethodPlan,
     /// LoRA (the recipe's `[lora]`, or rank 16 on q/k/v/o).
@@ -110,8 +147,10 @@ pub struct PlanReport {
 
 /// Plan the recipe: read its model's config, estimate, and judge the fit.
 pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
-    let (config, model) = recipe_model_config(recipe)?;
-    let dtype = weight_dtype(recipe.model.dtype);
+    let (config, model) = match &options.config {
+        Some(path) => config_file(path)?,
+        None => recipe_model_config(recipe)?,
+    };
     let state_dtype =
         DTypeSize::from_torch(&recipe.train.optimizer_state_dtype).ok_or_else(|| {
             TrainError::Config(format!(
@@ -119,29 +158,46 @@ pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
                 recipe.train.optimizer_state_dtype
             ))
         })?;
-    let (batch, seq) = (
-        recipe.train.micro_batch_size as u64,
-        recipe.data.seq_len as u64,
-    );
-    let full = full_plan(&config, dtype, state_dtype, batch, seq);
-    let lora = lora_plan(recipe, &config, dtype, state_dtype, batch, seq)?;
     let devices = options
         .devices
         .or(recipe.train.devices.as_ref().map(Vec::len))
         .unwrap_or(1)
         .max(1);
+    let t = &recipe.train;
+    let shape = StepShape {
+        dtype: weight_dtype(recipe.model.dtype),
+        state_dtype,
+        batch: t.micro_batch_size as u64,
+        seq: recipe.data.seq_len as u64,
+        grad_accum: t.grad_accum as u64,
+        checkpointing: t.activation_checkpointing,
+        zero_stage: t.zero_stage,
+        devices: devices as u64,
+    };
+    let full = method_plan("full".into(), &config, &Trained::Full, &shape);
+    let lora = lora_plan(recipe, &config, &shape)?;
+    let chosen = match t.method {
+        Method::Full => &full,
+        Method::Lora => &lora,
+    };
+    let total = chosen.total(t.activation_checkpointing);
+    let gpu_mem = options.gpu_mem.unwrap_or(DEFAULT_GPU_MEM);
     let mut report = PlanReport {
         model,
         params: param_counts(&config).total(),
-        dtype: dtype_name(dtype).into(),
-        optimizer_state_dtype: recipe.train.optimizer_state_dtype.clone(),
-        micro_batch_size: recipe.train.micro_batch_size,
+        dtype: dtype_name(shape.dtype).into(),
+        optimizer_state_dtype: t.optimizer_state_dtype.clone(),
+        micro_batch_size: t.micro_batch_size,
         seq_len: recipe.data.seq_len,
-        grad_accum: recipe.train.grad_accum,
+        grad_accum: t.grad_accum,
         devices,
-        gpu_mem: options.gpu_mem.unwrap_or(DEFAULT_GPU_MEM),
-        method: recipe.train.method,
-        activation_checkpointing: recipe.train.activation_checkpointing,
+        zero_stage: t.zero_stage,
+        gpu_mem,
+        method: t.method,
+        activation_checkpointing: t.activation_checkpointing,
+        recipe_total_per_gpu: total,
+        fits: total <= gpu_mem,
+        headroom: gpu_mem as i64 - total as i64,
         full,
         lora,
         advice: Vec::new(),
@@ -150,7 +206,57 @@ pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
     Ok(report)
 }
 
-/// Full fine-tuning with AdamW on `config`.
+/// One method's plan at `shape` (its ZeRO stage), with the totals of every stage.
+fn method_plan(
+    label: String,
+    config: &LlamaConfig,
+    trained: &Trained,
+    shape: &StepShape,
+) -> MethodPlan {
+    let at = |checkpointing: bool, zero_stage: u8| -> MemoryEstimate {
+        let s = StepShape {
+            checkpointing,
+            zero_stage,
+            ..*shape
+        };
+        training_memory(config, trained, &s)
+    };
+    let plain = at(false, shape.zero_stage);
+    let ckpt = at(true, shape.zero_stage);
+    let stages = (0..=2)
+        .map(|zero_stage| {
+            let m = at(shape.checkpointing, zero_stage);
+            StagePlan {
+                zero_stage,
+                gradients: m.gradients,
+                optimizer: m.optimizer,
+                total: m.total(),
+            }
+        })
+        .collect();
+    let head_trained = matches!(trained, Trained::Full);
+    let tokens = shape.batch * shape.seq;
+    let logits_buffer = loss_buffer_bytes(config, shape.dtype, tokens, head_trained);
+    MethodPlan {
+        label,
+        trainable_params: match trained {
+            Trained::Full => param_counts(config).total(),
+            Trained::Lora { .. } => plain.adapters / 4,
+        },
+        weights: plain.weights,
+        adapters: plain.adapters,
+        gradients: plain.gradients,
+        optimizer: plain.optimizer,
+        activations: plain.activations,
+        activations_checkpointed: ckpt.activations,
+        logits_buffer,
+        overhead: plain.overhead,
+        overhead_checkpointed: ckpt.overhead,
+        stages,
+    }
+}
+
+/// Full fine-tuning with AdamW on `config`: one micro-batch on one device, ZeRO stage 0.
 pub fn full_plan(
     config: &LlamaConfig,
     dtype: DTypeSize,
@@ -158,30 +264,16 @@ pub fn full_plan(
     batch: u64,
     seq: u64,
 ) -> MethodPlan {
-    let params = param_counts(config).total();
-    MethodPlan {
-        label: "full".into(),
-        trainable_params: params,
-        weights: params * dtype.bytes(),
-        adapters: 0,
-        gradients: params * dtype.bytes(),
-        optimizer: adamw_state_bytes(params, dtype, state),
-        activations: training_activation_bytes(config, dtype, batch, seq),
-        activations_checkpointed: checkpointed_activation_bytes(config, dtype, batch, seq),
-        logits_buffer: logits_buffer_bytes(config, dtype, batch, seq),
-    }
+    let shape = StepShape {
+        state_dtype: state,
+        ..StepShape::new(dtype, batch, seq)
+    };
+    method_plan("full".into(), config, &Trained::Full, &shape)
 }
 
-/// LoRA with the recipe's `[lora]` (or the defaults): frozen weights, f32 adapters, f32 gradients
-/// and moments for the adapters only.
-fn lora_plan(
-    recipe: &Recipe,
-    config: &LlamaConfig,
-    dtype: DTypeSize,
-    state: DTypeSize,
-    batch: u64,
-    seq: u64,
-) -> Result<MethodPlan> {
+/// LoRA with the recipe's `[lora]` (or the defaults), its targets parsed as training parses them
+/// ([`graft_llama::lora::parse_targets`], `"all-linear"` included).
+fn lora_plan(recipe: &Recipe, config: &LlamaConfig, shape: &StepShape) -> Result<MethodPlan> {
     let (rank, names): (usize, Vec<String>) = match &recipe.lora {
         Some(l) => (l.rank, l.target_modules.clone()),
         None => (
@@ -189,34 +281,14 @@ fn lora_plan(
             DEFAULT_LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
         ),
     };
-    let targets = names
-        .iter()
-        .map(|n| lora_target(n))
-        .collect::<Result<Vec<_>>>()?;
-    let adapters = lora_param_count(config, rank as u64, &targets);
-    Ok(MethodPlan {
-        label: format!("lora r{rank} ({})", names.join(", ")),
-        trainable_params: adapters,
-        weights: param_counts(config).total() * dtype.bytes(),
-        adapters: adapters * 4,
-        gradients: adapters * 4,
-        optimizer: adamw_state_bytes(adapters, DTypeSize::F32, state),
-        activations: training_activation_bytes(config, dtype, batch, seq),
-        activations_checkpointed: checkpointed_activation_bytes(config, dtype, batch, seq),
-        logits_buffer: logits_buffer_bytes(config, dtype, batch, seq),
-    })
-}
-
-/// A LoRA target module name (`q_proj` … `down_proj`) as a layer parameter.
-pub fn lora_target(name: &str) -> Result<LayerParam> {
-    LayerParam::ALL
-        .into_iter()
-        .find(|p| p.suffix().split('.').any(|part| part == name) && p.suffix().ends_with("proj.weight"))
-        .ok_or_else(|| {
-            TrainError::Config(format!(
-                "lora.target_modules: unknown module {name:?}; use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj"
-            ))
-        })
+    let targets = graft_llama::lora::parse_targets(&names)
+        .map_err(|e| TrainError::Config(format!("lora.target_modules: {e}")))?;
+    let label = format!("lora r{rank} ({})", names.join(", "));
+    let trained = Trained::Lora {
+        rank: rank as u64,
+        targets,
+    };
+    Ok(method_plan(label, config, &trained, shape))
 }
 
 fn weight_dtype(dtype: ModelDtype) -> DTypeSize {
@@ -245,6 +317,17 @@ pub fn recipe_model_config(recipe: &Recipe) -> Result<(LlamaConfig, String)> {
     Ok((config.llama, what))
 }
 
-#[path = "plan_advice.rs"]
+/// A `config.json` given directly (`graft plan --config`).
+fn config_file(path: &Path) -> Result<(LlamaConfig, String)> {
+    if !path.is_file() {
+        return Err(TrainError::MissingPath {
+            key: "--config (config.json)".into(),
+            path: path.to_path_buf(),
+        });
+    }
+    let parsed = ModelConfig::from_file(path).map_err(|e| TrainError::Model(e.to_string()))?;
+    Ok((parsed.llama, path.display().to_string()))
+}
+
 mod advice;
 pub use advice::{advise, format_bytes, render_text};

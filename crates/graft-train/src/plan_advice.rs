@@ -17,62 +17,82 @@ pub fn advise(r: &PlanReport) -> Vec<String> {
         Method::Full => &r.full,
         Method::Lora => &r.lora,
     };
-    let need = chosen.total(r.activation_checkpointing);
     let ckpt = if r.activation_checkpointing {
         "on"
     } else {
         "off"
     };
-    let verdict = if need <= gpu { "fits" } else { "does NOT fit" };
+    let verdict = if r.fits {
+        format!("fits, {} headroom", format_bytes(r.headroom as u64))
+    } else {
+        "does NOT fit".into()
+    };
     let mut out = vec![format!(
-        "recipe ({}, activation checkpointing {ckpt}): {} per GPU of {} — {verdict} on each of {} data-parallel GPU(s) with replicated state",
+        "recipe ({}, activation checkpointing {ckpt}, ZeRO stage {}): {} per GPU of {} — {verdict} on each of {} data-parallel GPU(s)",
         chosen.label,
-        format_bytes(need),
+        r.zero_stage,
+        format_bytes(r.recipe_total_per_gpu),
         format_bytes(gpu),
         r.devices
     )];
-    out.push(full_advice(&r.full, gpu, r.activation_checkpointing));
+    out.push(full_advice(r));
     out.push(lora_advice(&r.lora, gpu, r.activation_checkpointing));
     out
 }
 
-/// What full training needs on a GPU of `gpu` bytes.
-fn full_advice(p: &MethodPlan, gpu: u64, ckpt_on: bool) -> String {
-    if p.total(false) <= gpu {
-        return format!(
-            "full training fits ({} per GPU) with replicated state",
-            format_bytes(p.total(false))
-        );
-    }
-    if p.total(true) <= gpu {
-        let how = if ckpt_on {
-            "(on in the recipe)"
-        } else {
-            "— set train.activation_checkpointing = true"
+/// What full training needs on a GPU of `r.gpu_mem` bytes: the cheapest ZeRO stage that fits on
+/// the recipe's devices, else how many devices each stage would need.
+fn full_advice(r: &PlanReport) -> String {
+    let (p, gpu, ckpt_on) = (&r.full, r.gpu_mem, r.activation_checkpointing);
+    let fitting = p
+        .stages
+        .iter()
+        .find(|s| s.total <= gpu)
+        .map(|s| s.zero_stage);
+    if let Some(stage) = fitting {
+        let how = match stage {
+            0 => "with replicated state (train.zero_stage = 0)".to_string(),
+            n => format!("with train.zero_stage = {n} over {} GPU(s)", r.devices),
         };
         return format!(
-            "full training fits only with activation checkpointing ({} per GPU) {how}",
-            format_bytes(p.total(true))
+            "full training fits ({} per GPU) {how}",
+            format_bytes(p.stage_total(stage))
         );
     }
-    let act = p.activations_checkpointed;
-    let need = format_bytes(p.total(true));
-    // ZeRO-1: only the optimizer state is split; ZeRO-2: gradients too; ZeRO-3/FSDP: everything.
-    let stages: [(u64, u64, &str); 3] = [
+    if !ckpt_on && p.total(true) < p.total(false) {
+        let with = p.total(true);
+        if with <= gpu {
+            return format!(
+                "full training fits only with activation checkpointing ({} per GPU) — set train.activation_checkpointing = true",
+                format_bytes(with)
+            );
+        }
+    }
+    let act = if ckpt_on {
+        p.activations_checkpointed
+    } else {
+        p.activations
+    };
+    let micro = p.trainable_params * if r.dtype == "f32" { 4 } else { 2 };
+    let overhead = if ckpt_on {
+        p.overhead_checkpointed
+    } else {
+        p.overhead
+    };
+    let replicated = p.weights + p.adapters + act + overhead;
+    // stage 1 shards the optimizer state; stage 2 also the f32 gradient sums (a micro-batch's
+    // gradients stay whole); ZeRO-3/FSDP also the weights.
+    let stage0 = &p.stages[0];
+    let stages: [(u64, u64, &str); 2] = [
         (
-            p.weights + p.adapters + p.gradients + act,
-            p.optimizer,
-            "optimizer-state sharding (ZeRO-1)",
+            replicated + stage0.gradients,
+            stage0.optimizer,
+            "train.zero_stage = 1",
         ),
         (
-            p.weights + p.adapters + act,
-            p.gradients + p.optimizer,
-            "gradient + optimizer-state sharding (ZeRO-2)",
-        ),
-        (
-            act,
-            p.state(),
-            "sharding of weights, gradients and optimizer state (FSDP / ZeRO-3)",
+            replicated + micro.min(stage0.gradients),
+            stage0.optimizer + stage0.gradients.saturating_sub(micro),
+            "train.zero_stage = 2",
         ),
     ];
     let options: Vec<String> = stages
@@ -81,15 +101,16 @@ fn full_advice(p: &MethodPlan, gpu: u64, ckpt_on: bool) -> String {
             shards_needed(fixed, shardable, gpu).map(|n| format!("{what} over >= {n} GPUs"))
         })
         .collect();
+    let need = format_bytes(p.stage_total(r.zero_stage));
     if !options.is_empty() {
         return format!(
-            "full training needs {need} per GPU even with activation checkpointing: it needs {} \
-             (graft's data parallelism replicates state, so use LoRA or a larger GPU)",
+            "full training needs {need} per GPU on {} GPU(s): it needs {}, or use LoRA",
+            r.devices,
             options.join(", or ")
         );
     }
     format!(
-        "full training does not fit: the activations alone ({}) exceed the GPU — lower train.micro_batch_size or data.seq_len",
+        "full training does not fit even with sharded gradients and optimizer state: weights, activations and one micro-batch's gradients need more than the GPU — use LoRA, sharded weights (not in graft), or lower train.micro_batch_size / data.seq_len ({} of activations)",
         format_bytes(act)
     )
 }
@@ -142,16 +163,24 @@ pub fn render_text(r: &PlanReport) -> String {
     );
     let _ = writeln!(
         s,
-        "per GPU        micro-batch {} x {} tokens, grad_accum {}, {} GPU(s) of {} (data-parallel, replicated state)\n",
+        "per GPU        micro-batch {} x {} tokens, grad_accum {}, {} GPU(s) of {} (data-parallel, ZeRO stage {})\n",
         r.micro_batch_size,
         r.seq_len,
         r.grad_accum,
         r.devices,
-        format_bytes(r.gpu_mem)
+        format_bytes(r.gpu_mem),
+        r.zero_stage
     );
     let (f, l) = (&r.full, &r.lora);
+    let overhead = |p: &MethodPlan| {
+        if r.activation_checkpointing {
+            p.overhead_checkpointed
+        } else {
+            p.overhead
+        }
+    };
     let _ = writeln!(s, "{:<34}{:>14}   {}", "", "full", l.label);
-    let rows: [(&str, u64, u64); 9] = [
+    let rows: [(&str, u64, u64); 10] = [
         (
             "trainable parameters",
             f.trainable_params,
@@ -172,6 +201,7 @@ pub fn render_text(r: &PlanReport) -> String {
             f.logits_buffer,
             l.logits_buffer,
         ),
+        ("optimizer step + runtime", overhead(f), overhead(l)),
         ("total", f.total(false), l.total(false)),
     ];
     for (i, (name, a, b)) in rows.into_iter().enumerate() {
@@ -190,6 +220,20 @@ pub fn render_text(r: &PlanReport) -> String {
     );
     let fits = |p: &MethodPlan, c: bool| if p.total(c) <= r.gpu_mem { "yes" } else { "no" };
     let _ = writeln!(s, "{total_ckpt}");
+    let ckpt = if r.activation_checkpointing {
+        "on"
+    } else {
+        "off"
+    };
+    for stage in 0..=2u8 {
+        let _ = writeln!(
+            s,
+            "{:<34}{:>14}   {}",
+            format!("total, ZeRO-{stage} (checkpointing {ckpt})"),
+            format_bytes(f.stage_total(stage)),
+            format_bytes(l.stage_total(stage))
+        );
+    }
     let _ = writeln!(
         s,
         "{:<34}{:>14}   {}",

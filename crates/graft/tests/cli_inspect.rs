@@ -101,7 +101,9 @@ fn text_output_and_errors() {
     );
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("unknown LoRA target \"qkv\""),
+        stderr(&out).contains("--lora-targets")
+            && stderr(&out).contains("unknown target module \"qkv\"")
+            && stderr(&out).contains("all-linear"),
         "{}",
         stderr(&out)
     );

@@ -1,5 +1,6 @@
-//! `graft plan` end to end: the Llama-3-8B figures of the Instruction Pre-Training docs (16 GB
-//! bf16 weights, 16 GB bf16 gradients, 96 GB AdamW state), JSON output, the fit verdict and errors.
+//! `graft plan` end to end: the Llama-3-8B figures (16 GB bf16 weights, 96 GB AdamW state, and
+//! the gradients graft holds: f32 sums plus a micro-batch's bf16 gradients), JSON output, ZeRO
+//! stages, the shipped 8B recipe on 4 × 80 GB with `--config`, the fit verdict and errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -60,13 +61,13 @@ fn llama3_8b_table() {
         "{text}"
     );
     assert!(row(&text, "weights").starts_with("16.06 GB"), "{text}");
-    assert!(row(&text, "gradients").starts_with("16.06 GB"), "{text}");
+    assert!(row(&text, "gradients").starts_with("48.18 GB"), "{text}");
     assert!(
         row(&text, "optimizer state (AdamW)").starts_with("96.36 GB"),
         "{text}"
     );
     assert!(
-        row(&text, "  of which logits/loss buffer").starts_with("2.77 GB"),
+        row(&text, "  of which logits/loss buffer").starts_with("5.96 GB"),
         "{text}"
     );
     // flash attention, the fused chunked loss and per-layer checkpointing: seq 4096, micro-batch 1
@@ -87,7 +88,9 @@ fn llama3_8b_table() {
         "{text}"
     );
     assert!(
-        text.contains("does NOT fit") && text.contains("sharding") && text.contains("use LoRA"),
+        text.contains("does NOT fit")
+            && text.contains("train.zero_stage = 2 over >= ")
+            && text.contains("use LoRA"),
         "{text}"
     );
 }
@@ -104,11 +107,59 @@ fn json_report() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["params"], 8_030_261_248u64);
     assert_eq!(v["full"]["weights"], 16_060_522_496u64);
-    assert_eq!(v["full"]["gradients"], 16_060_522_496u64);
+    assert_eq!(v["full"]["gradients"], 48_181_567_488u64);
     assert_eq!(v["full"]["optimizer"], 96_363_134_976u64);
     assert_eq!(v["gpu_mem"], 141_000_000_000u64);
     assert_eq!(v["devices"], 1);
     assert!(v["advice"].as_array().unwrap().len() == 3);
+    assert_eq!(v["zero_stage"], 0);
+    assert_eq!(v["fits"], false);
+    let total = v["recipe_total_per_gpu"].as_u64().unwrap();
+    assert!(total > 141_000_000_000, "{v}");
+    assert_eq!(v["full"]["stages"][0]["total"], total);
+}
+
+/// Issue 11: the shipped 8B recipe (full training, ZeRO-2, 4 devices, checkpointing) planned from
+/// a bare config.json before any weights are downloaded fits 4 × 80 GB with >= 8 GB headroom.
+#[test]
+fn shipped_8b_recipes_fit_four_80gb_gpus_at_zero_stage_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, LLAMA3_8B).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for name in ["biomedicine-llama3-8b", "finance-llama3-8b"] {
+        let recipe = root.join(format!("recipes/{name}.toml"));
+        let args = ["--json", "--gpu-mem", "80GB", "--config"];
+        let out = graft(&[&args[..], &[config.to_str().unwrap()]].concat(), &recipe);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (v["method"].as_str(), v["zero_stage"].as_u64()),
+            (Some("full"), Some(2))
+        );
+        assert_eq!(v["devices"], 4, "{name}");
+        assert_eq!(v["fits"], true, "{name}: {v}");
+        let headroom = 80_000_000_000 - v["recipe_total_per_gpu"].as_i64().unwrap();
+        assert!(
+            headroom >= 8_000_000_000,
+            "{name}: {headroom} bytes of headroom"
+        );
+        assert_eq!(v["headroom"], headroom);
+    }
+    let out = graft(
+        &["--config", "/no/such/config.json"],
+        &root.join("recipes/biomedicine-llama3-8b.toml"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--config") && err.contains("/no/such/config.json"),
+        "{err}"
+    );
 }
 
 #[test]

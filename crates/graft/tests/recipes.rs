@@ -113,6 +113,8 @@ fn llama3_8b_recipes_carry_the_paper_hyperparameters() {
             "{file}"
         );
         assert!(t.warmup_steps > 0 && t.activation_checkpointing, "{file}");
+        // the paper's setup: full training on 4 GPUs with sharded optimizer state and gradients
+        assert_eq!((t.zero_stage, devices), (2, 4), "{file}");
         let tokens = r.total_steps() * r.tokens_per_step();
         assert!(
             (0.9e9..1.2e9).contains(&(tokens as f64)),

@@ -464,6 +464,12 @@ impl Recipe {
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());
         }
+        if t.zero_stage > 2 {
+            return Err(format!(
+                "train.zero_stage = {}: use 0 (replicated), 1 (optimizer state sharded) or 2 (also gradients)",
+                t.zero_stage
+            ));
+        }
         if t.device.is_some() && t.devices.is_some() {
             return Err("[train] has both `device` and `devices`; keep one".into());
         }

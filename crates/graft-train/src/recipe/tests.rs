@@ -119,6 +119,16 @@ fn invalid_combinations_are_rejected() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[lora]"), "{e}");
+    let e = Recipe::load(&path, &["train.zero_stage=3".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("train.zero_stage = 3") && e.contains("0 (replicated)"),
+        "{e}"
+    );
+    assert_eq!(Recipe::load(&path, &[]).unwrap().train.zero_stage, 0);
+    let r = Recipe::load(&path, &["train.zero_stage=2".into()]).unwrap();
+    assert_eq!(r.train.zero_stage, 2);
     let init = RECIPE.replace("base = \"model\"", "")
         + "[model.init]\nhidden_size = 64\nintermediate_size = 176\nnum_hidden_layers = 2\nnum_attention_heads = 4\nnum_key_value_heads = 2\nvocab_size = 384\n";
     // `[model.init]` after `[train]` is still the model table

@@ -9,17 +9,6 @@ use graft_llama::memory::{
 use graft_llama::{DTypeSize, LayerParam, LlamaConfig, MemoryEstimate, ModelConfig};
 use serde_json::{json, Value};
 
-/// The projections LoRA can adapt, by their HF/PEFT names.
-const TARGETS: [(&str, LayerParam); 7] = [
-    ("q_proj", LayerParam::QProj),
-    ("k_proj", LayerParam::KProj),
-    ("v_proj", LayerParam::VProj),
-    ("o_proj", LayerParam::OProj),
-    ("gate_proj", LayerParam::GateProj),
-    ("up_proj", LayerParam::UpProj),
-    ("down_proj", LayerParam::DownProj),
-];
-
 /// LoRA rank used for the memory estimate when --lora-rank is not given.
 const DEFAULT_LORA_RANK: u64 = 16;
 
@@ -33,7 +22,7 @@ pub struct Args {
     /// Report LoRA with this rank: trainable parameters are then the adapters'.
     #[arg(long, value_name = "R")]
     pub lora_rank: Option<u64>,
-    /// Projections LoRA adapts (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).
+    /// Projections LoRA adapts, or all-linear (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub lora_targets: Vec<String>,
     /// Sequences per batch for the memory estimates.
@@ -95,7 +84,7 @@ fn report(args: &Args, dir: &std::path::Path, config: &ModelConfig) -> anyhow::R
         },
         "lora": {
             "rank": rank,
-            "targets": targets.iter().map(|t| target_name(*t)).collect::<Vec<_>>(),
+            "targets": targets.iter().map(|t| graft_llama::lora::target_name(*t)).collect::<Vec<_>>(),
             "params": lora_params,
         },
         "memory": memory(args, c, rank, &targets)?,
@@ -130,32 +119,13 @@ fn memory(
     }))
 }
 
+/// The LoRA targets as training parses them (`all-linear` included); none given: all seven.
 fn parse_targets(names: &[String]) -> anyhow::Result<Vec<LayerParam>> {
     if names.is_empty() {
-        return Ok(TARGETS.iter().map(|(_, p)| *p).collect());
+        return Ok(graft_llama::lora::TARGETS.iter().map(|(p, _)| *p).collect());
     }
-    let mut out = Vec::new();
-    for name in names {
-        let name = name.trim();
-        let (_, param) = TARGETS.iter().find(|(n, _)| *n == name).with_context(|| {
-            let known: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
-            format!(
-                "unknown LoRA target {name:?}; expected one of {}",
-                known.join(", ")
-            )
-        })?;
-        if !out.contains(param) {
-            out.push(*param);
-        }
-    }
-    Ok(out)
-}
-
-fn target_name(param: LayerParam) -> &'static str {
-    TARGETS
-        .iter()
-        .find(|(_, p)| *p == param)
-        .map_or("?", |(n, _)| *n)
+    let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).collect();
+    graft_llama::lora::parse_targets(&names).context("--lora-targets")
 }
 
 fn architecture(config: &ModelConfig) -> Value {

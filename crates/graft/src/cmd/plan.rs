@@ -1,7 +1,8 @@
-//! `graft plan RECIPE [--gpu-mem 80GB] [--devices N] [--json]`: per-GPU memory of the recipe's
-//! model (weights, gradients, AdamW state, activations with and without checkpointing, the
-//! logits/loss buffer) for full training and LoRA, and whether it fits the GPU. Reads only the
-//! model's `config.json` (a local directory, a Hub id already in the HF cache, or `[model.init]`).
+//! `graft plan RECIPE [--gpu-mem 80GB] [--devices N] [--config config.json] [--json]`: per-GPU
+//! memory of the recipe's model (weights, gradients, AdamW state, activations with and without
+//! checkpointing, the logits/loss buffer, ZeRO stages 0/1/2) for full training and LoRA, and
+//! whether it fits the GPU. Reads only the model's `config.json` (`--config`, a local directory,
+//! a Hub id in the HF cache — fetching only `config.json` when it is not — or `[model.init]`).
 
 use std::path::PathBuf;
 
@@ -16,9 +17,12 @@ pub struct Args {
     /// Memory of one GPU: bytes or a size with a unit (80GB, 24GiB) [default: 80GB].
     #[arg(long, value_name = "SIZE")]
     pub gpu_mem: Option<String>,
-    /// Data-parallel devices (each holds a full replica) [default: the recipe's train.devices, else 1].
+    /// Data-parallel devices [default: the recipe's train.devices, else 1].
     #[arg(long, value_name = "N")]
     pub devices: Option<usize>,
+    /// The model's config.json, in place of the recipe's model.base (no weights needed).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Print the report as JSON (bytes) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -44,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &PlanOptions {
             gpu_mem,
             devices: args.devices,
+            config: args.config,
         },
     )
     .with_context(|| format!("planning {}", args.recipe.display()))?;
