@@ -298,6 +298,7 @@ impl TrainSection {
             eval_every: 0,
             eval_batches: default_eval_batches(),
             log_every: default_log_every(),
+            zero_stage: 0,
             max_nonfinite_steps: default_max_nonfinite(),
             optimizer_state_dtype: default_state_dtype(),
             activation_checkpointing: false,
@@ -428,7 +429,7 @@ impl Recipe {
             }
             _ => {}
         }
-        let checks: [(bool, &str); 10] = [
+        let checks: [(bool, &str); 9] = [
             (t.micro_batch_size > 0, "train.micro_batch_size must be > 0"),
             (
                 t.grad_accum > 0 && t.nodes != Some(0),
@@ -459,7 +460,6 @@ impl Recipe {
                 matches!(t.optimizer_state_dtype.as_str(), "f32" | "bf16"),
                 "train.optimizer_state_dtype must be \"f32\" or \"bf16\"",
             ),
-            (t.zero_stage <= 2, "train.zero_stage must be 0, 1 or 2"),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(msg.to_string());

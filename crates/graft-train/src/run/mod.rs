@@ -48,11 +48,11 @@ pub use devices::{Nodes, NODES_HINT};
 pub use observer::{NoObserver, Observer, TrainStart};
 
 use crate::backend;
-use graft_data::atomic::write_atomic;
 use crate::error::{Result, ResultExt, TrainError};
 use crate::model::resolve_model;
 use crate::parallel::ParallelConfig;
 use crate::{CheckpointDir, Recipe, TrainConfig};
+use graft_data::atomic::write_atomic;
 
 /// A recipe and how to run it; [`Run::execute`] trains.
 pub struct Run {
@@ -313,7 +313,7 @@ fn write_recipe(recipe: &Recipe, run_dir: &Path) -> Result<()> {
             tracing::warn!(path = %path.display(), "the recipe differs from the one this run directory was started with; using the new one");
         }
     }
-    write_atomic(&path, text.as_bytes())
+    Ok(write_atomic(&path, text.as_bytes())?)
 }
 
 fn log_plan(

@@ -262,5 +262,4 @@ impl<B: TrainBackend> Trainer<B> {
 }
 
 mod step;
-#[path = "trainer_zero.rs"]
 mod zero_glue;

@@ -7,12 +7,12 @@
 //! batch, accumulation, ZeRO stage, devices) and the verdicts. All sizes are bytes; reports print
 //! GB = 10⁹ bytes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use graft_llama::memory::{
     loss_buffer_bytes, param_counts, training_memory, DTypeSize, MemoryEstimate, StepShape, Trained,
 };
-use graft_llama::LlamaConfig;
+use graft_llama::{LlamaConfig, ModelConfig};
 use serde::Serialize;
 
 use crate::error::{Result, TrainError};
