@@ -2,8 +2,7 @@
 
 mod common;
 
-#[path = "common/configs.rs"]
-mod configs;
+use common::configs;
 
 use graft_llama::{Error, Llama3Scaling, ModelConfig};
 

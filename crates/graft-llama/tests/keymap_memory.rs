@@ -2,8 +2,7 @@
 
 mod common;
 
-#[path = "common/configs.rs"]
-mod configs;
+use common::configs;
 
 use burn::tensor::TensorData;
 use common::*;

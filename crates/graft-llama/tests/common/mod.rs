@@ -1,6 +1,9 @@
 //! Shared helpers for graft-llama's integration tests.
 #![allow(dead_code)]
 
+/// HF `config.json` texts of real checkpoints.
+pub mod configs;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
