@@ -9,12 +9,11 @@
 
 use std::path::Path;
 
-use graft_data::TextTokenizer;
 use graft_llama::export::ExportOptions;
 use graft_llama::lora::export::export_merged;
 use graft_train::backend::{device, Backend};
 use graft_train::eval::{
-    perplexity, read_choice_rows, read_perplexity_rows, score_choice_task, ChoiceOptions,
+    perplexity, read_choice_rows, read_perplexity_rows, score_choice_task, ChoiceOptions, EvalModel,
 };
 use graft_train::Run;
 
@@ -50,21 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("exported: {}", merged.display());
 
     // Evaluate the exported model as `graft eval` does.
-    let (model, config) = graft_llama::load::<Backend>(&merged, &device())?;
-    let bos = config.llama.bos_token_id;
-    let eos = config.llama.eos_token_ids.first().copied();
-    let tokenizer = TextTokenizer::from_file(&merged.join("tokenizer.json"), bos, eos)?;
+    let eval = EvalModel::<Backend>::load(&merged, &device())?;
+    let (model, config, bos) = (&eval.model, &eval.config, eval.bos);
+    let tokenizer = eval.tokenizer.as_ref();
     let task = root.join("data/eval/finance.jsonl");
     let rows = read_choice_rows(&task, Some(4))?;
     let options = ChoiceOptions::new(config.llama.max_position_embeddings, 4);
-    let choice = score_choice_task(
-        &model,
-        Some(&tokenizer),
-        bos,
-        &rows,
-        &options,
-        &mut |_, _| {},
-    )?;
+    let choice = score_choice_task(model, tokenizer, bos, &rows, &options, &mut |_, _| {})?;
     println!(
         "finance sample: n = {}, acc = {:.3}, acc_norm = {:.3}",
         choice.n, choice.acc, choice.acc_norm
@@ -79,8 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows_jsonl += &format!("{}\n", serde_json::json!({ "text": record["text"] }));
     }
     std::fs::write(&text, rows_jsonl)?;
-    let rows = read_perplexity_rows(&text, Some(&tokenizer), bos, config.llama.vocab_size)?;
-    let ppl = perplexity(&model, &rows, 64, 2, &text, &mut |_, _| {})?;
+    let rows = read_perplexity_rows(&text, tokenizer, bos, config.llama.vocab_size)?;
+    let ppl = perplexity(model, &rows, 64, 2, &text, &mut |_, _| {})?;
     println!(
         "perplexity on 4 finance documents: {:.2} ({} tokens)",
         ppl.ppl, ppl.tokens

@@ -10,9 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use graft_data::TextTokenizer;
 use graft_train::backend::{device, Backend};
-use graft_train::eval::{read_choice_rows, score_choice_task, ChoiceOptions};
+use graft_train::eval::{read_choice_rows, score_choice_task, ChoiceOptions, EvalModel};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -27,17 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| root.join("data/eval/finance.jsonl"), PathBuf::from);
 
     let dir = graft_llama::hub::resolve(&model, None)?;
-    let (model, config) = graft_llama::load::<Backend>(&dir, &device())?;
-    let bos = config.llama.bos_token_id;
-    let eos = config.llama.eos_token_ids.first().copied();
-    let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), bos, eos)?;
+    let eval = EvalModel::<Backend>::load(&dir, &device())?;
 
     let rows = read_choice_rows(&task, Some(8))?;
-    let options = ChoiceOptions::new(config.llama.max_position_embeddings, 4);
+    let options = ChoiceOptions::new(eval.config.llama.max_position_embeddings, 4);
     let result = score_choice_task(
-        &model,
-        Some(&tokenizer),
-        bos,
+        &eval.model,
+        eval.tokenizer.as_ref(),
+        eval.bos,
         &rows,
         &options,
         &mut |_, _| {},

@@ -25,14 +25,12 @@ impl FusedOps for Flex {
             && logits.layout().start_offset() == 0
             && logits.layout().shape().num_dims() == 2;
         if !fast {
-            let (loss, g) = linear_ce::cross_entropy_rows(
-                Tensor::<Self, 2>::from_primitive(burn::tensor::TensorPrimitive::Float(logits)),
-                Tensor::<Self, 1, Int>::from_primitive(targets),
+            return linear_ce::cross_entropy_rows_primitive::<Self>(
+                logits,
+                targets,
                 ignore_index,
                 grad,
             );
-            let primitive = |g: Tensor<Self, 2>| g.into_primitive().tensor();
-            return (loss.into_primitive().tensor(), g.map(primitive));
         }
         let targets: Vec<i64> = Tensor::<Self, 1, Int>::from_primitive(targets)
             .into_data()

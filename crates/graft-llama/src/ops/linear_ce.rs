@@ -4,6 +4,7 @@
 //! dropped. Nothing `[tokens, vocab]` is ever whole.
 
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor};
 
 use super::{float, FusedOps};
@@ -157,4 +158,21 @@ pub fn cross_entropy_rows<B: Backend>(
         (e * (keep.clone() / sum)).scatter(1, t, keep.neg(), IndexingUpdateOp::Add)
     });
     (loss, grad)
+}
+
+/// [`cross_entropy_rows`] on backend primitives (the shape of [`FusedOps::cross_entropy_rows`]).
+pub(crate) fn cross_entropy_rows_primitive<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+    ignore_index: i64,
+    grad: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let (loss, g) = cross_entropy_rows(
+        float::<B, 2>(logits),
+        Tensor::<B, 1, Int>::from_primitive(targets),
+        ignore_index,
+        grad,
+    );
+    let primitive = |g: Tensor<B, 2>| g.into_primitive().tensor();
+    (loss.into_primitive().tensor(), g.map(primitive))
 }

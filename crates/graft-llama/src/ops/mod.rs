@@ -75,14 +75,7 @@ pub trait FusedOps: Backend {
         ignore_index: i64,
         grad: bool,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        let (loss, g) = linear_ce::cross_entropy_rows(
-            float::<Self, 2>(logits),
-            Tensor::<Self, 1, Int>::from_primitive(targets),
-            ignore_index,
-            grad,
-        );
-        let primitive = |g: Tensor<Self, 2>| g.into_primitive().tensor();
-        (loss.into_primitive().tensor(), g.map(primitive))
+        linear_ce::cross_entropy_rows_primitive::<Self>(logits, targets, ignore_index, grad)
     }
 }
 
