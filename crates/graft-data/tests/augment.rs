@@ -244,6 +244,48 @@ fn keyword_sentences_need_three_domain_words() {
 }
 
 #[test]
+fn a_sentence_keeps_its_first_word() {
+    // the first word of a sentence counts for that sentence, not for the one before it
+    let aug = domain_augmenter();
+    let text = "Case report\nThe nurse came in. hepatotoxicity and nephrotoxicity followed immunotherapy. Then she left.";
+    let kw: Vec<_> = (aug.mine(text).into_iter())
+        .filter(|c| c.sub == Sub::Keyword)
+        .collect();
+    assert_eq!(kw.len(), 1, "{kw:?}");
+    assert_eq!(kw[0].first, "hepatotoxicity, nephrotoxicity, immunotherapy");
+}
+
+#[test]
+fn byte_level_fast_road_gives_the_pipelines_ids() {
+    let corpus: Vec<String> = sample_corpus();
+    let vocab = DomainVocab::new(train_domain_tokenizer(&corpus, 3000).unwrap(), &llama3());
+    assert!(
+        vocab.is_fast(),
+        "a trained byte-level BPE takes the fast road"
+    );
+    let crafted = [
+        "It's what they'd've said: don't, we'll, I'm, you're, we've.",
+        "Spaces  between   words,\ttabs\tand\nline\n\nbreaks   ",
+        "Numbers 12345 and 3.14159, 1e-9, x86_64, v2.0.1 — dashes – and…ellipses",
+        "Ünïcödé wörds, Ελληνικά γράμματα, русский текст, 中文字符和标点。日本語のテキスト",
+        "Emoji 🧬🧪 and combining marks: e\u{301}te\u{301}, नमस्ते, عربى",
+        "Punctuation!!! ??? ((brackets)) [x] {y} <z> @#$%^&*",
+        "   leading spaces, trailing ones   ",
+        "A\u{a0}no-break space and a\u{2003}wide one",
+    ];
+    let sentences = corpus
+        .iter()
+        .flat_map(|t| graft_data::augment::segment::sentences(t))
+        .chain(crafted.iter().map(|s| s.to_string()));
+    let mut n = 0;
+    for s in sentences {
+        assert_eq!(vocab.sentence_ids(&s), vocab.encoded_ids(&s), "{s:?}");
+        n += 1;
+    }
+    assert!(n > 20, "{n} sentences compared");
+}
+
+#[test]
 fn trained_domain_vocab_excludes_general_words() {
     let corpus: Vec<String> = (0..30)
         .map(|_| "international international hepatotoxicity".to_string())
@@ -424,4 +466,14 @@ fn read_texts_reads_corpora_and_names_bad_lines() {
         err.contains("broken.jsonl:line 2") && err.contains("invalid JSON"),
         "{err}"
     );
+}
+
+/// The shipped biomedicine and finance sample texts.
+fn sample_corpus() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let paths = [
+        root.join("biomedicine/biomedicine-00.jsonl"),
+        root.join("finance/finance-00.jsonl"),
+    ];
+    graft_data::augment::read_texts(&paths, "text").unwrap()
 }

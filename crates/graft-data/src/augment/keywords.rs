@@ -17,6 +17,8 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::Tokenizer;
 
+use super::byte_level::ByteLevelBpe;
+
 /// A sentence needs at least this many distinct domain-specific tokens ...
 pub const MIN_KEYWORDS: usize = 3;
 /// ... and at most this many distinct tokens.
@@ -29,6 +31,8 @@ pub const MIN_WORD_CHARS: usize = 10;
 /// The domain tokenizer and which of its token ids are domain-specific words.
 pub struct DomainVocab {
     domain: Tokenizer,
+    /// The same tokenizer without the `tokenizers` pipeline, when it is plain byte-level BPE.
+    fast: Option<ByteLevelBpe>,
     /// Domain-specific token id → the word it spells.
     specific: HashMap<u32, String>,
 }
@@ -50,7 +54,12 @@ impl DomainVocab {
                     .then_some((id, word))
             })
             .collect();
-        DomainVocab { domain, specific }
+        let fast = ByteLevelBpe::of(&domain);
+        DomainVocab {
+            domain,
+            fast,
+            specific,
+        }
     }
 
     /// How many domain-specific tokens there are.
@@ -71,36 +80,47 @@ impl DomainVocab {
     /// The first [`MIN_KEYWORDS`] domain-specific words of `sentence` in sentence order, if the
     /// sentence qualifies (enough distinct specific tokens, not too many distinct tokens).
     pub fn keywords(&self, sentence: &str) -> Option<Vec<String>> {
-        let enc = self.domain.encode(sentence, false).ok()?;
-        self.qualify(enc.get_ids())
+        self.qualify(&self.sentence_ids(sentence))
     }
 
-    /// [`Self::keywords`] of every sentence, with one encoding of their concatenation (sentences
-    /// keep their trailing whitespace). Whitespace is read as spaces so that a word after a line
-    /// break starts a word, as it does when its sentence is encoded alone.
+    /// [`Self::keywords`] of every sentence.
     pub fn keywords_of_sentences(&self, sentences: &[String]) -> Vec<Option<Vec<String>>> {
-        let text: String = sentences
-            .concat()
-            .chars()
-            .map(|c| if c.is_ascii_whitespace() { ' ' } else { c })
-            .collect();
-        let Ok(enc) = self.domain.encode(text.as_str(), false) else {
-            return sentences.iter().map(|s| self.keywords(s)).collect();
+        sentences.iter().map(|s| self.keywords(s)).collect()
+    }
+
+    /// The domain tokens of `sentence` encoded alone, as the original encodes each sentence with
+    /// sentencepiece: stripped, every whitespace character read as a space (so a word after a line
+    /// break starts a word), tokens that are whitespace alone left out. Byte-level BPE takes a
+    /// faster road to the same ids ([`super::byte_level`]).
+    pub fn sentence_ids(&self, sentence: &str) -> Vec<u32> {
+        let text = prepare(sentence);
+        let fast = (self.fast.as_ref()).and_then(|f| f.ids(self.domain.get_model(), &text));
+        fast.unwrap_or_else(|| self.pipeline_ids(&text))
+    }
+
+    /// [`Self::sentence_ids`] through the whole `tokenizers` pipeline, whatever the tokenizer.
+    pub fn encoded_ids(&self, sentence: &str) -> Vec<u32> {
+        self.pipeline_ids(&prepare(sentence))
+    }
+
+    /// True when the domain tokenizer takes the byte-level fast road.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    fn pipeline_ids(&self, text: &str) -> Vec<u32> {
+        let enc = match self.domain.encode(text, false) {
+            Ok(enc) => enc,
+            Err(e) => {
+                tracing::warn!("domain tokenizer failed on a sentence ({e}); no keywords from it");
+                return Vec::new();
+            }
         };
-        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); sentences.len()];
-        let mut ends = Vec::with_capacity(sentences.len());
-        let mut end = 0;
-        for s in sentences {
-            end += s.len();
-            ends.push(end);
-        }
-        for (id, (start, _)) in enc.get_ids().iter().zip(enc.get_offsets()) {
-            let i = ends
-                .partition_point(|e| e <= start)
-                .min(sentences.len() - 1);
-            ids[i].push(*id);
-        }
-        ids.iter().map(|ids| self.qualify(ids)).collect()
+        let blank = |t: &String| t.chars().all(|c| c == 'Ġ' || c == '▁' || c.is_whitespace());
+        (enc.get_ids().iter().zip(enc.get_tokens()))
+            .filter(|(_, t)| !blank(t))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn qualify(&self, ids: &[u32]) -> Option<Vec<String>> {
@@ -121,6 +141,13 @@ impl DomainVocab {
                 .collect()
         })
     }
+}
+
+/// A sentence as it is encoded: stripped, whitespace read as spaces.
+fn prepare(sentence: &str) -> String {
+    (sentence.trim().chars())
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect()
 }
 
 /// The word a word-start piece spells (without the marker), or `None` for a piece inside a word.

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod assemble;
+pub mod byte_level;
 pub mod keywords;
 pub mod layouts;
 pub mod mine;
@@ -43,7 +44,7 @@ pub use mine::{Candidate, Family, Sub};
 
 /// Version of the rules and templates: bump when output for the same input changes (prepared
 /// `reading-comprehension` shards are re-rendered).
-pub const RULES_VERSION: u32 = 1;
+pub const RULES_VERSION: u32 = 2;
 
 use crate::config::ReaderKind;
 use crate::error::{DataError, Result};
