@@ -101,8 +101,9 @@ pub fn forward<B: FusedOps>(
             grad_hidden.push(g.clone().matmul(weight.clone()));
         }
         if grads.weight {
-            // dWᵀ = hᵀ · g: `g` is read in its own row-major layout; transposed once at the end
-            let gw = h.transpose().matmul(g).cast(DType::F32);
+            // dW = gᵀ · h, made in the weight's own `[vocab, hidden]` layout (the strided gemm
+            // reads `gᵀ` in place), so neither this sum nor the backward's scaling copies it
+            let gw = g.transpose().matmul(h).cast(DType::F32);
             grad_weight = Some(match grad_weight {
                 Some(acc) => acc + gw,
                 None => gw,
@@ -117,7 +118,7 @@ pub fn forward<B: FusedOps>(
         }
     });
     let grad_weight = grads.weight.then(|| match grad_weight {
-        Some(transposed) => transposed.transpose(),
+        Some(grad) => grad,
         None => Tensor::<B, 2>::zeros([vocab, width], &device).cast(DType::F32),
     });
     LinearCe {
