@@ -7,8 +7,8 @@
 //! (or of the final norm + fused head and loss) exists, so activation memory is
 //! `layers × tokens × hidden` plus one layer's intermediates.
 //!
-//! LoRA dropout draws the same masks in both passes of a layer: the backend RNG is reseeded
-//! from `(seed, layer)` before each.
+//! LoRA dropout draws the same masks in both passes of a layer: this thread's dropout stream
+//! ([`crate::lora::seed_dropout`]) is reseeded from `(seed, layer)` before each.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -29,8 +29,8 @@ pub struct BackwardOptions {
     pub ignore_index: i64,
     /// Per-layer activation checkpointing.
     pub checkpointing: bool,
-    /// Reseeds the backend RNG per layer (checkpointing only), so that dropout draws the same
-    /// masks when a layer is re-run.
+    /// Seeds this thread's LoRA dropout stream ([`crate::lora::seed_dropout`]): once, or per
+    /// layer with checkpointing, so that dropout draws the same masks when a layer is re-run.
     pub seed: u64,
 }
 
@@ -47,6 +47,7 @@ pub fn loss_and_grads<B: TrainBackend>(
     options: &BackwardOptions,
 ) -> (Tensor<B::InnerBackend, 1>, GradientsParams) {
     if !options.checkpointing {
+        crate::lora::seed_dropout(options.seed);
         let (sum, count) = model.loss_sum(tokens, labels, options.ignore_index);
         let loss = sum / count.clamp_min(1.0) * options.scale;
         let grads = GradientsParams::from_grads(loss.backward(), model);
@@ -66,7 +67,7 @@ fn checkpointed<B: TrainBackend>(
     let c = model.config();
     let heads = [c.num_attention_heads, c.num_key_value_heads];
     let pos = Positions::new(&model.rope, 0, seq, heads, false, c.sliding_window, &device);
-    let reseed = |layer: usize| B::seed(&device, layer_seed(options.seed, layer));
+    let reseed = |layer: usize| crate::lora::seed_dropout(layer_seed(options.seed, layer));
 
     // Forward without a graph (every parameter detached), keeping each layer's input.
     let frozen = model.clone().no_grad();

@@ -157,28 +157,7 @@ pub fn download(repo_id: &str, revision: Option<&str>) -> Result<PathBuf> {
         file: file.to_string(),
         message,
     };
-    let cache = hub_cache_dir().ok_or_else(|| {
-        fail(
-            CONFIG_FILE,
-            "cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME".into(),
-        )
-    })?;
-    let mut builder =
-        ApiBuilder::from_cache(Cache::new(cache)).with_progress(std::io::stderr().is_terminal());
-    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-        builder = builder.with_endpoint(endpoint);
-    }
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        builder = builder.with_token(Some(token));
-    }
-    let api = builder
-        .build()
-        .map_err(|e| fail(CONFIG_FILE, e.to_string()))?;
-    let repo = api.repo(Repo::with_revision(
-        repo_id.to_string(),
-        RepoType::Model,
-        revision.clone(),
-    ));
+    let repo = api_repo(repo_id, &revision)?;
     let get = |file: &str| repo.get(file).map_err(|e| fail(file, e.to_string()));
 
     let config = get(CONFIG_FILE)?;
@@ -205,4 +184,64 @@ pub fn download(repo_id: &str, revision: Option<&str>) -> Result<PathBuf> {
         .ok_or_else(|| fail(CONFIG_FILE, "cached file has no parent directory".into()))?;
     weight_files(&snapshot)?;
     Ok(snapshot)
+}
+
+/// Downloads only `config.json` of `repo_id` at `revision` into the HF cache (to plan or inspect
+/// an architecture before fetching its weights) and returns the snapshot directory holding it.
+/// A cached file is not fetched again. Same environment as [`download`].
+pub fn download_config(repo_id: &str, revision: Option<&str>) -> Result<PathBuf> {
+    let revision = revision.unwrap_or(DEFAULT_REVISION).to_string();
+    let fail = |message: String| Error::Download {
+        repo: repo_id.to_string(),
+        revision: revision.clone(),
+        file: CONFIG_FILE.to_string(),
+        message,
+    };
+    let config = api_repo(repo_id, &revision)?
+        .get(CONFIG_FILE)
+        .map_err(|e| fail(e.to_string()))?;
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| fail("cached file has no parent directory".into()))
+}
+
+/// `HF_HUB_OFFLINE` set to anything but "", "0", "false", "no" or "off" (as huggingface_hub
+/// reads it): nothing may be fetched.
+pub fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// hf-hub's handle on `repo_id` at `revision`, caching in [`hub_cache_dir`], with `HF_ENDPOINT`
+/// and `HF_TOKEN` when set.
+fn api_repo(repo_id: &str, revision: &str) -> Result<hf_hub::api::sync::ApiRepo> {
+    let fail = |message: String| Error::Download {
+        repo: repo_id.to_string(),
+        revision: revision.to_string(),
+        file: CONFIG_FILE.to_string(),
+        message,
+    };
+    let cache = hub_cache_dir()
+        .ok_or_else(|| fail("cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME".into()))?;
+    let mut builder =
+        ApiBuilder::from_cache(Cache::new(cache)).with_progress(std::io::stderr().is_terminal());
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        builder = builder.with_token(Some(token));
+    }
+    let api = builder.build().map_err(|e| fail(e.to_string()))?;
+    Ok(api.repo(Repo::with_revision(
+        repo_id.to_string(),
+        RepoType::Model,
+        revision.to_string(),
+    )))
 }

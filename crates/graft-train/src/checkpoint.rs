@@ -50,14 +50,42 @@ impl Checkpoint {
         self.path.join(OPTIMIZER_FILE)
     }
 
-    /// Read `training_state.json`.
+    /// Read `training_state.json`. A truncated or hand-edited file is an error naming the file
+    /// and the field (and the line and column serde_json stopped at).
     pub fn read_state(&self) -> Result<TrainingState> {
         let path = self.path.join(STATE_FILE);
         let text = fs::read_to_string(&path).map_err(|e| TrainError::io("reading", &path, e))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+        let bad = |message: String| TrainError::Checkpoint {
             path: path.clone(),
-            message: format!("invalid training state: {e}. Hint: resume from an older checkpoint or start a new run"),
-        })
+            message: format!(
+                "{message}. Hint: the file is damaged or was edited; resume from an older \
+                 checkpoint or start a new run"
+            ),
+        };
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let state: TrainingState = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let e = e.into_inner();
+                let what = if e.is_eof() { "truncated" } else { "invalid" };
+                match field.as_str() {
+                    "." => format!("{what} training state: {e}"),
+                    _ => format!("{what} training state, field `{field}`: {e}"),
+                }
+            })
+            .and_then(|s| {
+                de.end()
+                    .map(|_| s)
+                    .map_err(|e| format!("invalid training state: {e}"))
+            })
+            .map_err(bad)?;
+        if state.step != self.step {
+            return Err(bad(format!(
+                "field `step` is {} but the checkpoint is step-{}",
+                state.step, self.step
+            )));
+        }
+        Ok(state)
     }
 }
 

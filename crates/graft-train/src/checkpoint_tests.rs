@@ -117,14 +117,47 @@ fn saving_the_same_step_twice_replaces_it() {
 }
 
 #[test]
-fn corrupt_state_file_is_a_clear_error() {
+fn a_truncated_or_edited_state_file_is_an_error_naming_the_file_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = CheckpointDir::new(tmp.path()).unwrap();
     let ck = dir.save(1, model_writer(1), b"x", &state(1), 0).unwrap();
-    fs::write(ck.path.join(STATE_FILE), "{\"step\": 1}").unwrap();
-    let err = ck.read_state().unwrap_err().to_string();
-    assert!(
-        err.contains("training_state.json") && err.contains("missing field"),
-        "{err}"
-    );
+    let file = ck.path.join(STATE_FILE);
+    let good = fs::read_to_string(&file).unwrap();
+    let read = |text: &str| {
+        fs::write(&file, text).unwrap();
+        ck.read_state().unwrap_err().to_string()
+    };
+    let cases = [
+        // (what is done to the file, what the error must name)
+        (good[..good.len() / 2].to_string(), "truncated"),
+        (
+            good.replace("\"lr_step\": 1,", ""),
+            "missing field `lr_step`",
+        ),
+        (
+            good.replace("\"lr_step\": 1", "\"lr_step\": \"one\""),
+            "field `lr_step`",
+        ),
+        (
+            good.replace("\"total_nonfinite\": 1", "\"total_nonfinite\": -1"),
+            "field `total_nonfinite`",
+        ),
+        (
+            good.replace("\"web\": 100", "\"web\": [100]"),
+            "field `tokens_per_source.web`",
+        ),
+        (
+            good.replace("\"step\": 1,", "\"step\": 7,"),
+            "field `step` is 7 but the checkpoint is step-1",
+        ),
+        (format!("{good} {{}}"), "trailing characters"),
+    ];
+    for (text, field) in cases {
+        assert_ne!(text, good, "{field}: the edit must change the file");
+        let err = read(&text);
+        assert!(
+            err.contains("step-1/training_state.json") && err.contains(field),
+            "{field}: {err}"
+        );
+    }
 }

@@ -104,6 +104,18 @@ pub(crate) fn state_from_safetensors<B: Backend>(
         })?;
     let mut out = BTreeMap::new();
     let mut tensors = 0;
+    let known = |key: &str| {
+        ["exp_avg", "exp_avg_sq", "master"].iter().any(|s| {
+            key.strip_suffix(s)
+                .and_then(|k| k.strip_suffix('.'))
+                .is_some_and(|name| steps.contains_key(name))
+        })
+    };
+    if let Some(key) = st.names().into_iter().find(|k| !known(k)) {
+        return Err(bad(format!(
+            "tensor `{key}` is not the state of a parameter named in metadata `steps`"
+        )));
+    }
     for (name, step) in steps {
         let keys = [
             format!("{name}.exp_avg"),

@@ -10,7 +10,8 @@ pub const STATE_VERSION: u32 = 1;
 /// Everything besides model and optimizer tensors needed to resume a run exactly.
 ///
 /// Checkpoints of earlier graft versions also hold an `rng` entry (a training RNG that nothing
-/// drew from: dropout masks come from the backend RNG reseeded every step); it is read and dropped.
+/// drew from: dropout masks come from per-rank streams the step seeds, see
+/// `graft_llama::lora::seed_dropout`); it is read and dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, from = "StateFile")]
 pub struct TrainingState {

@@ -16,9 +16,8 @@ use graft_train::lora::{base_model_name, lora_config};
 use graft_train::recipe::LoraSection;
 use graft_train::{CheckpointDir, StepReport, Trainer, VecSource};
 
-/// Burn's backend RNG is process-wide and the trainer reseeds it every step (dropout masks): the
-/// tests of this binary that train hold this lock, so that parallel test threads do not draw
-/// from (or reseed) one another's RNG.
+/// The tests of this binary that train hold this lock (dropout masks come from per-thread
+/// streams, see `graft_llama::lora::seed_dropout`, but the tests were written one at a time).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     RNG.lock().unwrap_or_else(|e| e.into_inner())
@@ -210,8 +209,8 @@ fn adapter_checkpoints_resume_bit_identically() {
     );
 }
 
-/// Dropout masks come from the backend RNG, which the trainer reseeds from (seed, step, rank)
-/// before every step: a resumed run draws the same masks as an uninterrupted one.
+/// Dropout masks come from a stream the trainer seeds from (seed, step, rank, micro-batch): a
+/// resumed run draws the same masks as an uninterrupted one.
 #[test]
 fn dropout_masks_resume_bit_identically() {
     let _rng = serial();
@@ -336,4 +335,60 @@ fn in_memory_base_is_stored_beside_the_adapter() {
         same(adapters(&first), adapters(&second)),
         "adapters not restored"
     );
+}
+
+/// What one data-parallel peer ends with: its reports and adapters.
+type PeerRun = (Vec<StepReport>, Vec<(String, Vec<f32>)>);
+
+/// Two peers (2 micro-batches each per step) train tiny-llama3's adapters with dropout until
+/// `steps`, resuming from `run_dir` when it has a checkpoint.
+fn two_lora_peers(run_dir: Option<&Path>, steps: u64) -> Vec<PeerRun> {
+    use graft_train::parallel::{run_data_parallel, ParallelConfig};
+    type Inner = <B as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+    burn::collective::reset_collective::<Inner>();
+    let batches = golden_batches();
+    let devices = vec![Default::default(); 2];
+    run_data_parallel::<Inner, _, _>(&ParallelConfig::local(2), &devices, |dp| {
+        let rank = dp.rank();
+        let mut t =
+            trainer_with(run_dir, steps, &lora_with_dropout(0.3)).with_grad_sync(Box::new(dp));
+        let mut data = VecSource::new(batches.iter().skip(rank).step_by(2).cloned().collect());
+        if run_dir.is_some() {
+            t.resume(&mut data)?;
+        }
+        let reports = t.run(&mut data)?;
+        Ok((reports, adapters(&t)))
+    })
+    .unwrap()
+}
+
+/// With several data-parallel peers in one process each draws its masks from its own stream:
+/// two runs agree bitwise, and so does a run stopped and resumed.
+#[test]
+fn dropout_with_two_peers_is_reproducible_and_resumes_bitwise() {
+    let bits = |run: &[PeerRun]| -> Vec<(u64, u64, u64)> {
+        let r = &run[0].0;
+        r.iter()
+            .map(|r| (r.step, r.loss.to_bits(), r.grad_norm.to_bits()))
+            .collect()
+    };
+    let same = |a: &[PeerRun], b: &[PeerRun], what: &str| {
+        for ((n, x), (_, y)) in a[0].1.iter().zip(&b[0].1) {
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{what}: {n}"
+            );
+        }
+    };
+    let first = two_lora_peers(None, 3);
+    let again = two_lora_peers(None, 3);
+    assert_eq!(bits(&first), bits(&again), "run to run");
+    same(&first, &again, "run to run");
+    same(&first, &first[1..], "the peers hold the same adapters");
+    let dir = tempfile::tempdir().unwrap();
+    let mut split = two_lora_peers(Some(dir.path()), 2);
+    let rest = two_lora_peers(Some(dir.path()), 3);
+    split[0].0.extend(rest[0].0.clone());
+    assert_eq!(bits(&split), bits(&first), "stopped at step 2 and resumed");
+    same(&rest, &first, "stopped at step 2 and resumed");
 }

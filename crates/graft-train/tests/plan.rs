@@ -111,6 +111,26 @@ fn zero_stages_shard_optimizer_state_then_gradients() {
     assert!(r.advice[0].contains("ZeRO stage 2") && r.advice[0].contains("headroom"));
 }
 
+/// With one GPU there is nothing to shard: every stage plans what stage 0 holds, and the report
+/// says so; `train.nodes` (a multi-node run's recipe) multiplies the GPUs the state is sharded over.
+#[test]
+fn zero_stages_on_one_gpu_are_stage_0_and_nodes_count() {
+    let (_d, path) = setup("activation_checkpointing = true\nzero_stage = 2");
+    let r = plan(&load(&path), &PlanOptions::default()).unwrap();
+    let totals: Vec<u64> = r.full.stages.iter().map(|s| s.total).collect();
+    assert_eq!(totals, [totals[0]; 3]);
+    assert_eq!(r.recipe_total_per_gpu, totals[0]);
+    assert!(
+        r.advice[0].contains("ZeRO stage 2, on one GPU the same as 0"),
+        "{:?}",
+        r.advice
+    );
+    let (_d, path) = setup("activation_checkpointing = true\nzero_stage = 1\nnodes = 2");
+    let r = plan(&load(&path), &PlanOptions::default()).unwrap();
+    assert_eq!(r.devices, 2);
+    assert_eq!(r.full.stages[1].optimizer * 2, r.full.stages[0].optimizer);
+}
+
 #[test]
 fn lora_targets_parse_as_training_does() {
     let (_d, path) = setup("[lora]\nrank = 8\nalpha = 16\ntarget_modules = [\"all-linear\"]");

@@ -176,3 +176,123 @@ fn bad_input_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.json"), "{err}");
 }
+
+/// A Hub endpoint on loopback that serves `files` of one repo at commit `abc123` (as the Hub
+/// answers hf-hub: `etag`, `x-repo-commit`, ranges) and records every path asked for.
+fn fake_hub(
+    files: Vec<(String, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut request, mut range) = (String::new(), None);
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(r) = lower.strip_prefix("range: bytes=") {
+                    let (a, b) = r.trim().split_once('-').unwrap();
+                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            log.lock().unwrap().push(path.clone());
+            let file = files.iter().find(|(p, _)| *p == path);
+            let head = match (file, range) {
+                (None, _) => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n".to_string(),
+                (Some((_, body)), r) => {
+                    let (a, b) = r.unwrap_or((0, None));
+                    let b = b.unwrap_or(body.len() - 1).min(body.len() - 1);
+                    let part = &body[a..=b];
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\netag: \"e1\"\r\nx-repo-commit: abc123\r\n\
+                         content-range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\n",
+                        body.len(),
+                        part.len()
+                    );
+                    let _ = stream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+                    let _ = stream.write_all(part);
+                    continue;
+                }
+            };
+            let _ = stream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (url, asked)
+}
+
+/// `graft plan` of a recipe whose base is a Hub id: from the HF cache when it holds
+/// `config.json` (no weights), else fetching `config.json` alone; offline and absent, a clear
+/// error. No network: the cache is a temporary directory and the Hub a loopback endpoint.
+#[test]
+fn a_hub_base_plans_from_its_config_alone() {
+    let (dir, _) = setup();
+    let recipe = dir.path().join("hub.toml");
+    let text = std::fs::read_to_string(dir.path().join("recipe.toml")).unwrap();
+    std::fs::write(
+        &recipe,
+        text.replace("\"Meta-Llama-3-8B\"", "\"meta-llama/Meta-Llama-3-8B\""),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let plan = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
+        cmd.arg("plan")
+            .arg(&recipe)
+            .env("HF_HUB_CACHE", cache.path())
+            .env_remove("HF_HUB_OFFLINE");
+        cmd.envs(env.iter().copied()).output().unwrap()
+    };
+
+    // not cached and offline: the error names the cache
+    let out = plan(&[("HF_HUB_OFFLINE", "1")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("HF cache"), "{err}");
+
+    // not cached: config.json alone is fetched
+    let config = "/meta-llama/Meta-Llama-3-8B/resolve/main/config.json".to_string();
+    let (url, asked) = fake_hub(vec![(config.clone(), LLAMA3_8B.as_bytes().to_vec())]);
+    let out = plan(&[("HF_ENDPOINT", url.as_str())]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(row(&text, "parameters").starts_with("8030261248"), "{text}");
+    assert!(
+        asked.lock().unwrap().iter().all(|p| *p == config),
+        "{:?}",
+        asked.lock().unwrap()
+    );
+    let snapshot = cache
+        .path()
+        .join("models--meta-llama--Meta-Llama-3-8B/snapshots/abc123");
+    let cached: Vec<_> = std::fs::read_dir(&snapshot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(cached, ["config.json"]);
+
+    // cached (config only, no weights): planned offline from the cache
+    let out = plan(&[("HF_HUB_OFFLINE", "1")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("meta-llama/Meta-Llama-3-8B") && text.contains("abc123/config.json"),
+        "{text}"
+    );
+}

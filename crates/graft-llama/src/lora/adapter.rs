@@ -13,7 +13,8 @@ pub struct LoraAdapter<B: Backend> {
     pub lora_a: Param<Tensor<B, 2>>,
     /// `[out_features, rank]`.
     pub lora_b: Param<Tensor<B, 2>>,
-    /// Dropout on the adapter input (active only on an autodiff backend).
+    /// Dropout on the adapter input (active only on an autodiff backend; its probability only:
+    /// the masks are drawn by [`super::dropout`]).
     pub dropout: Dropout,
     /// Scale numerator; the output is multiplied by `alpha / rank`.
     pub alpha: f64,
@@ -64,7 +65,8 @@ impl<B: Backend> LoraAdapter<B> {
         } else {
             x.cast(a.dtype())
         };
-        let h = linear(self.dropout.forward(x), a.transpose(), None);
+        // the mask comes from this thread's stream, not Burn's process-wide RNG (see dropout.rs)
+        let h = linear(super::dropout(x, self.dropout.prob), a.transpose(), None);
         let out = linear(h, b.transpose(), None).mul_scalar(self.scale());
         if out.dtype() == dtype {
             out

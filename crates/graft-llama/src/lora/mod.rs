@@ -12,6 +12,7 @@
 //! PEFT adapter directories and [`export`] merges an adapter into its base checkpoint on disk.
 
 mod adapter;
+mod dropout;
 pub mod export;
 pub mod peft;
 
@@ -26,6 +27,7 @@ use crate::model::{DecoderLayer, Llama};
 use crate::proj::Proj;
 
 pub use adapter::LoraAdapter;
+pub use dropout::{dropout, seed_dropout};
 pub use peft::{
     is_adapter_dir, load_adapter, load_adapter_weights, read_adapter_config, resolve_base,
     save_adapter, AdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,

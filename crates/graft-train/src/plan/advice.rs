@@ -30,7 +30,7 @@ pub fn advise(r: &PlanReport) -> Vec<String> {
     let mut out = vec![format!(
         "recipe ({}, activation checkpointing {ckpt}, ZeRO stage {}): {} per GPU of {} — {verdict} on each of {} data-parallel GPU(s)",
         chosen.label,
-        r.zero_stage,
+        stage_label(r),
         format_bytes(r.recipe_total_per_gpu),
         format_bytes(gpu),
         r.devices
@@ -38,6 +38,16 @@ pub fn advise(r: &PlanReport) -> Vec<String> {
     out.push(full_advice(r));
     out.push(lora_advice(&r.lora, gpu, r.activation_checkpointing));
     out
+}
+
+/// The recipe's ZeRO stage, saying so when one GPU leaves nothing to shard (the run then holds
+/// everything whole, as at stage 0, and logs it).
+fn stage_label(r: &PlanReport) -> String {
+    match (r.zero_stage, r.devices) {
+        (0, _) => "0".into(),
+        (n, 1) => format!("{n}, on one GPU the same as 0"),
+        (n, _) => n.to_string(),
+    }
 }
 
 /// What full training needs on a GPU of `r.gpu_mem` bytes: the cheapest ZeRO stage that fits on
@@ -169,7 +179,7 @@ pub fn render_text(r: &PlanReport) -> String {
         r.grad_accum,
         r.devices,
         format_bytes(r.gpu_mem),
-        r.zero_stage
+        stage_label(r)
     );
     let (f, l) = (&r.full, &r.lora);
     let overhead = |p: &MethodPlan| {

@@ -121,9 +121,9 @@ pub struct PlanReport {
     pub seq_len: usize,
     /// Micro-batches per optimizer step on each GPU.
     pub grad_accum: usize,
-    /// Data-parallel devices.
+    /// Data-parallel GPUs over all nodes (the devices times `train.nodes`).
     pub devices: usize,
-    /// The recipe's `train.zero_stage`.
+    /// The recipe's `train.zero_stage` (with one GPU the same as 0: nothing to shard).
     pub zero_stage: u8,
     /// Memory of one GPU in bytes.
     pub gpu_mem: u64,
@@ -162,7 +162,9 @@ pub fn plan(recipe: &Recipe, options: &PlanOptions) -> Result<PlanReport> {
         .devices
         .or(recipe.train.devices.as_ref().map(Vec::len))
         .unwrap_or(1)
-        .max(1);
+        .max(1)
+        // several nodes (`train.nodes`, recorded by `graft train --nodes`) shard over all GPUs
+        * recipe.train.nodes.unwrap_or(1).max(1);
     let t = &recipe.train;
     let shape = StepShape {
         dtype: weight_dtype(recipe.model.dtype),

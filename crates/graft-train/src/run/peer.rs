@@ -60,6 +60,14 @@ impl Job<'_> {
         // the backend RNG is process-wide: peers build their models one at a time
         let build_lock = Mutex::new(());
         if parallel.world_size() == 1 {
+            if self.config.zero_stage > 0 {
+                // as DeepSpeed and torchtitan with a world size of 1: one rank owns every shard
+                tracing::info!(
+                    zero_stage = self.config.zero_stage,
+                    "one data-parallel rank: nothing to shard, the optimizer state and gradients \
+                     are held whole (the same as train.zero_stage = 0)"
+                );
+            }
             let peer = Peer {
                 rank: 0,
                 world: 1,

@@ -46,7 +46,7 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Stop after this many non-finite steps in a row.
     pub max_nonfinite_steps: u32,
-    /// Seed of the backend RNG, reseeded from `(seed, step, rank)` every step (dropout masks).
+    /// Seed of the LoRA dropout masks, drawn per rank from `(seed, step, rank, micro-batch)`.
     pub seed: u64,
     /// Per-layer activation checkpointing (see [`graft_llama::backward`]).
     pub activation_checkpointing: bool,

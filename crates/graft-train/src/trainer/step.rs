@@ -10,15 +10,10 @@ impl<B: TrainBackend> Trainer<B> {
     /// One optimizer step over `grad_accum` micro-batches. A step whose loss or gradient norm is
     /// not finite is skipped (no update, moments untouched); too many in a row is an error.
     ///
-    /// The backend RNG (LoRA dropout masks) is reseeded from `(seed, step, rank)` first: it is not
-    /// part of a checkpoint, so this is what makes a resumed run draw the same masks as an
-    /// uninterrupted one.
+    /// LoRA dropout masks come from this rank's own stream, seeded per micro-batch from
+    /// `(seed, step, rank, micro-batch)` (see [`graft_llama::lora::seed_dropout`]): nothing of it
+    /// is in a checkpoint, and a resumed run draws the same masks as an uninterrupted one.
     pub fn train_step(&mut self, data: &mut dyn BatchSource) -> Result<StepReport> {
-        let rank = self.grad_sync.as_ref().map_or(0, |s| s.rank());
-        B::seed(
-            &self.device,
-            step_seed(self.config.seed, self.state.step, rank),
-        );
         let lr = self.config.schedule.lr(self.state.lr_step);
         let model = self.model.take().expect("model is present between steps");
         let reduced = self
@@ -304,14 +299,16 @@ impl<B: TrainBackend> Trainer<B> {
             return Ok(None);
         };
         let state = ckpt.read_state()?;
+        let state_file = ckpt.path.join(crate::checkpoint::STATE_FILE);
+        let bad_state = |message: String| TrainError::Checkpoint {
+            path: state_file.clone(),
+            message,
+        };
         if state.version != STATE_VERSION {
-            return Err(TrainError::Checkpoint {
-                path: ckpt.path.clone(),
-                message: format!(
-                    "training state version {} is not supported (expected {STATE_VERSION})",
-                    state.version
-                ),
-            });
+            return Err(bad_state(format!(
+                "field `version`: {} is not supported (expected {STATE_VERSION})",
+                state.version
+            )));
         }
         let mut model = self.model.take().expect("model is present between steps");
         let loaded = crate::lora::load_checkpoint_model(&mut model, &ckpt.path);
@@ -321,16 +318,21 @@ impl<B: TrainBackend> Trainer<B> {
         })?;
         let path = ckpt.optimizer_path();
         let optim = self.read_optimizer(&path)?;
-        check_state_matches::<B, _>(&optim, self.model())?;
+        // a tensor of another shape than the model's names the file as well as the parameter
+        check_state_matches::<B, _>(&optim, self.model()).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: format!("{e}. Hint: resume with the model and method the run was saved with"),
+        })?;
         self.optim.set_state(optim);
-        data.restore(&state.data_cursor)?;
+        data.restore(&state.data_cursor)
+            .map_err(|e| bad_state(format!("field `data_cursor`: {e}")))?;
         self.state = state;
         tracing::info!(step = self.state.step, path = %ckpt.path.display(), "resumed");
         Ok(Some(self.state.step))
     }
 }
 
-/// The backend-RNG seed of the step after `step` on `rank`: SplitMix64 of the three, so that
+/// The dropout seed of the step after `step` on `rank`: SplitMix64 of the three, so that
 /// neighbouring steps and ranks get unrelated streams.
 pub(crate) fn step_seed(seed: u64, step: u64, rank: usize) -> u64 {
     let mix = |mut z: u64| {

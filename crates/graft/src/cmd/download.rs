@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.repo_id
         );
     }
-    let snapshot = if offline() {
+    let snapshot = if hub::offline() {
         let cache = hub::hub_cache_dir()
             .context("cannot locate the HF cache: set HF_HUB_CACHE or HF_HOME")?;
         hub::resolve_in_cache(&cache, &args.repo_id, &args.revision).with_context(|| {
@@ -42,16 +42,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("{}", snapshot.display());
     Ok(())
-}
-
-/// `HF_HUB_OFFLINE` set to anything but "", "0" or "false" (as huggingface_hub reads it).
-fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .map(|v| {
-            !matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "" | "0" | "false" | "no" | "off"
-            )
-        })
-        .unwrap_or(false)
 }
