@@ -6,6 +6,8 @@
 //! the chunks are uneven, one of them empty. Checked bitwise: the reduce-scatter sums in the
 //! documented ring order, the all-gather is exact (-0.0 stays -0.0), and the bytes each node
 //! sends are the ring's, a reduce-scatter plus an all-gather moving what one all-reduce moves.
+//! Five rounds run back to back: node 1 owns no rows, so it finishes a reduce-scatter without
+//! waiting and is a sync ahead of the others (PATCHED.md change 1).
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -25,6 +27,8 @@ const COUNTS: [usize; 5] = [3, 0, 2, 4, 1];
 const COLS: usize = 3;
 /// The peers of each node; the ring orders the nodes by smallest peer id: 0, 1, 2.
 const NODES: [&[u32]; 3] = [&[0, 3], &[1], &[2, 4]];
+/// Rounds of collectives: back-to-back collectives must not lose a node's sync or data request.
+const ROUNDS: usize = 5;
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> u16 {
@@ -111,9 +115,10 @@ fn values<B: Backend>(t: B::FloatTensorPrimitive) -> Vec<f32> {
         .unwrap()
 }
 
-/// Run node `node`'s peers (one thread each) through a reduce-scatter, an all-gather and an
-/// all-reduce; returns each peer's outputs and the bytes the node sent in each collective.
-fn run_node<B: Backend>(node: usize, orchestrator: u16) -> (Vec<(u32, PeerOut)>, [u64; 3]) {
+/// Run node `node`'s peers (one thread each) through [`ROUNDS`] rounds of a reduce-scatter, an
+/// all-gather and an all-reduce; returns each peer's outputs of every round and the bytes the
+/// node sent in each collective of the first round.
+fn run_node<B: Backend>(node: usize, orchestrator: u16) -> (Vec<(u32, Vec<PeerOut>)>, [u64; 3]) {
     let port = free_port();
     let config = CollectiveConfig::default()
         .with_num_devices(NODES[node].len())
@@ -132,40 +137,50 @@ fn run_node<B: Backend>(node: usize, orchestrator: u16) -> (Vec<(u32, PeerOut)>,
                 scope.spawn(move || {
                     let id = PeerId(p);
                     burn_collective::register::<B>(id, Default::default(), config).unwrap();
-                    let rows = COUNTS.iter().sum();
-                    let before = global_bytes_sent::<B>();
-                    let t = tensor::<B>(rs_input(p), rows);
-                    let rs = burn_collective::reduce_scatter::<B>(
-                        id,
-                        t,
-                        ReduceOperation::Sum,
-                        COUNTS.to_vec(),
-                    )
-                    .unwrap();
-                    let after_rs = global_bytes_sent::<B>();
-                    let chunk = tensor::<B>(ag_input(p), COUNTS[p as usize]);
-                    let ag = burn_collective::all_gather::<B>(id, chunk, COUNTS.to_vec()).unwrap();
-                    let after_ag = global_bytes_sent::<B>();
-                    let t = tensor::<B>(rs_input(p), rows);
-                    let ar = burn_collective::all_reduce::<B>(id, t, ReduceOperation::Sum).unwrap();
-                    let after_ar = global_bytes_sent::<B>();
-                    if p == NODES[node][0] {
-                        *sent.lock().unwrap() =
-                            [after_rs - before, after_ag - after_rs, after_ar - after_ag];
-                    }
-                    let out = (
-                        bits(&values::<B>(rs)),
-                        bits(&values::<B>(ag)),
-                        values::<B>(ar),
-                    );
+                    let outs = (0..ROUNDS)
+                        .map(|round| {
+                            let (out, bytes) = one_round::<B>(id);
+                            if round == 0 && p == NODES[node][0] {
+                                *sent.lock().unwrap() = bytes;
+                            }
+                            out
+                        })
+                        .collect();
                     burn_collective::finish_collective::<B>(id).unwrap();
-                    (p, out)
+                    (p, outs)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     (outs, sent.into_inner().unwrap())
+}
+
+/// One reduce-scatter, all-gather and all-reduce of peer `id`: the outputs, and the bytes its
+/// node sent in each.
+fn one_round<B: Backend>(id: PeerId) -> (PeerOut, [u64; 3]) {
+    let p = id.0;
+    let rows = COUNTS.iter().sum();
+    let before = global_bytes_sent::<B>();
+    let t = tensor::<B>(rs_input(p), rows);
+    let rs =
+        burn_collective::reduce_scatter::<B>(id, t, ReduceOperation::Sum, COUNTS.to_vec()).unwrap();
+    let after_rs = global_bytes_sent::<B>();
+    let chunk = tensor::<B>(ag_input(p), COUNTS[p as usize]);
+    let ag = burn_collective::all_gather::<B>(id, chunk, COUNTS.to_vec()).unwrap();
+    let after_ag = global_bytes_sent::<B>();
+    let t = tensor::<B>(rs_input(p), rows);
+    let ar = burn_collective::all_reduce::<B>(id, t, ReduceOperation::Sum).unwrap();
+    let after_ar = global_bytes_sent::<B>();
+    let out = (
+        bits(&values::<B>(rs)),
+        bits(&values::<B>(ag)),
+        values::<B>(ar),
+    );
+    (
+        out,
+        [after_rs - before, after_ag - after_rs, after_ar - after_ag],
+    )
 }
 
 #[test]
@@ -190,14 +205,17 @@ fn three_nodes_reduce_scatter_and_all_gather_over_a_ring() {
     let full_sum: Vec<f32> = (0..rows * COLS)
         .map(|i| (0..COUNTS.len() as u32).map(|p| rs_input(p)[i]).sum())
         .collect();
-    for (p, (rs, ag, ar)) in a.0.iter().chain(&b.0).chain(&c.0) {
-        assert_eq!(rs, &expected_rs(*p as usize), "reduce-scatter of peer {p}");
-        assert_eq!(ag, &gathered, "all-gather of peer {p}");
-        for (got, want) in ar.iter().zip(&full_sum) {
-            assert!(
-                (got - want).abs() <= 1e-2,
-                "all-reduce of peer {p}: {got} vs {want}"
-            );
+    for (p, rounds) in a.0.iter().chain(&b.0).chain(&c.0) {
+        assert_eq!(rounds.len(), ROUNDS);
+        for (rs, ag, ar) in rounds {
+            assert_eq!(rs, &expected_rs(*p as usize), "reduce-scatter of peer {p}");
+            assert_eq!(ag, &gathered, "all-gather of peer {p}");
+            for (got, want) in ar.iter().zip(&full_sum) {
+                assert!(
+                    (got - want).abs() <= 1e-2,
+                    "all-reduce of peer {p}: {got} vs {want}"
+                );
+            }
         }
     }
 

@@ -58,12 +58,12 @@ where
 
         // Transfer 2: Expose result
         let other_nodes_count = ids.len() as u32 - 1;
-        expose_tensor_counted(&**data_service, sum.clone(), other_nodes_count, 1).await;
+        expose_tensor_counted(data_service, sum.clone(), other_nodes_count, 1).await;
 
         sum
     } else {
         // Transfer 1: Expose input
-        expose_tensor_counted(&**data_service, tensor, 1, 0).await;
+        expose_tensor_counted(data_service, tensor, 1, 0).await;
 
         // Transfer 2: Download result
         let central_addr = nodes.get(&central).unwrap().clone();

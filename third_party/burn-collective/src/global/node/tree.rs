@@ -64,7 +64,7 @@ where
 
     // Transfer 2: Expose result to parent and download final result if not root
     if let Some(parent) = strategy.parents.get(&node) {
-        expose_tensor_counted(&*data_service, result.clone(), 1, 0).await;
+        expose_tensor_counted(&data_service, result.clone(), 1, 0).await;
 
         let parent_addr = nodes.get(parent).unwrap().clone();
 
@@ -84,7 +84,7 @@ where
     if let Some(children) = strategy.children.get(&node)
         && !children.is_empty()
     {
-        expose_tensor_counted(&*data_service, result.clone(), children.len() as u32, 1).await;
+        expose_tensor_counted(&data_service, result.clone(), children.len() as u32, 1).await;
     }
 
     // Final barrier
