@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use burn_backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
+use burn_backend::{Backend, Slice, TensorData, TensorMetadata};
 use burn_communication::{Address, Protocol, data_service::TensorDataService};
 
 use crate::global::node::traffic::{expose_counted, expose_tensor_counted};
@@ -168,12 +168,13 @@ pub(crate) struct Ring<'a, B: Backend, P: Protocol> {
 }
 
 impl<B: Backend, P: Protocol> Ring<'_, B, P> {
-    /// Download transfer `id`, which the previous node exposed: ring position `pos`'s rows.
+    /// Download transfer `id`, which the previous node exposed: ring position `pos`'s rows, with
+    /// the other dimensions and the dtype of `like`.
     async fn receive(
         &self,
         id: u64,
         pos: usize,
-        like: &Shape,
+        like: &B::FloatTensorPrimitive,
     ) -> Result<TensorData, GlobalCollectiveError> {
         let n = self.layout.ring.len();
         let prev = self.layout.ring[(self.layout.me + n - 1) % n];
@@ -186,9 +187,9 @@ impl<B: Backend, P: Protocol> Ring<'_, B, P> {
             .download_tensor(address.clone(), id.into())
             .await
             .ok_or(GlobalCollectiveError::PeerLost(prev))?;
-        let mut expected = like.to_vec();
+        let mut expected = like.shape().to_vec();
         expected[0] = self.layout.num_rows(pos);
-        if data.shape.to_vec() != expected {
+        if data.shape.to_vec() != expected || data.dtype != like.dtype() {
             return Err(GlobalCollectiveError::PeerSentIncoherentTensor);
         }
         Ok(data)
@@ -221,7 +222,7 @@ impl<B: Backend, P: Protocol> Ring<'_, B, P> {
         device: &B::Device,
     ) -> Result<Vec<(PeerId, B::FloatTensorPrimitive)>, GlobalCollectiveError> {
         let (me, n) = (self.layout.me, self.layout.ring.len());
-        let shape = local[0].1.shape();
+        let like = &local[0].1;
         // (one node: step 0's set is its own)
         let mut partial = self.contribute(None, local, reduce_scatter_step(me, 0, n).0);
         for s in 0..n - 1 {
@@ -232,7 +233,7 @@ impl<B: Backend, P: Protocol> Ring<'_, B, P> {
             let incoming = match self.layout.num_rows(recv) {
                 0 => None,
                 _ => Some(B::float_from_data(
-                    self.receive(s as u64, recv, &shape).await?,
+                    self.receive(s as u64, recv, like).await?,
                     device,
                 )),
             };
@@ -276,7 +277,7 @@ impl<B: Backend, P: Protocol> Ring<'_, B, P> {
         device: &B::Device,
     ) -> Result<B::FloatTensorPrimitive, GlobalCollectiveError> {
         let (me, n) = (self.layout.me, self.layout.ring.len());
-        let shape = local[0].1.shape();
+        let like = &local[0].1;
         let own: Vec<_> = local
             .iter()
             .filter(|(_, t)| t.shape()[0] > 0)
@@ -297,7 +298,7 @@ impl<B: Backend, P: Protocol> Ring<'_, B, P> {
                 (_, None) => {}
             }
             if self.layout.num_rows(recv) > 0 {
-                let data = self.receive(s as u64, recv, &shape).await?;
+                let data = self.receive(s as u64, recv, like).await?;
                 parts[recv] = Some(B::float_from_data(data.clone(), device));
                 forward = Some(data);
             }
