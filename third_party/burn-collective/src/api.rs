@@ -1,4 +1,6 @@
 use crate::{PeerId, ReduceOperation};
+
+pub use crate::global::node::traffic::global_bytes_sent;
 use burn_backend::Backend;
 
 use crate::{

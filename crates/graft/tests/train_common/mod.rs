@@ -200,6 +200,15 @@ pub fn assert_losses_close(a: &Path, b: &Path, steps: usize, rel: f64) {
     }
 }
 
+/// Two safetensors files hold the same tensors, bit for bit (dtype, shape and bytes).
+pub fn assert_weights_bitwise(a: &Path, b: &Path) {
+    let (ta, tb) = (tensors(a).0, tensors(b).0);
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    for (name, x) in &ta {
+        assert!(x == &tb[name], "{name} differs");
+    }
+}
+
 /// Two f32 safetensors files hold the same tensors, equal to `tol` (max abs difference).
 pub fn assert_weights_close(a: &Path, b: &Path, tol: f32) {
     let (wa, wb) = (f32_tensors(a), f32_tensors(b));

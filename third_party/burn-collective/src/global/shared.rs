@@ -78,6 +78,9 @@ pub(crate) enum RemoteResponse {
         node_id: NodeId,
         /// All the nodes in the collective: including self
         nodes: HashMap<NodeId, Address>,
+        /// The peers of every node, including self (added by graft: reduce-scatter and
+        /// all-gather between nodes send each node the rows of its peers)
+        peers: HashMap<NodeId, Vec<PeerId>>,
         /// How many devices exist globally? For averaging values
         num_global_devices: u32,
     },
@@ -96,6 +99,10 @@ pub enum GlobalCollectiveError {
     AllReduceBeforeRegister,
     /// Ring all-reduce can't be done if all tensor dimensions are smaller than the number of nodes.
     RingReduceImpossible,
+
+    /// A reduce-scatter or all-gather whose peer ids, over all nodes, are not the ranks
+    /// `0..counts.len()` each once, or whose nodes have no peers list (added by graft)
+    ScatterGatherPeers,
 
     /// Either a node has unregistered twice, or a Finish has been called before a Register
     NotRegisteredOnFinish,

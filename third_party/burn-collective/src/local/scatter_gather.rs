@@ -7,17 +7,19 @@
 //!
 //! Locally each chunk goes straight from its owner to the peers that need it, so a reduce-scatter
 //! followed by an all-gather moves the same bytes as one all-reduce: `(P−1)/P` of the tensor per
-//! peer each. Between nodes they are built on the global all-reduce (reduce on one device, global
-//! all-reduce, scatter or broadcast locally): correct, but the inter-node traffic is that of an
-//! all-reduce (see PATCHED.md).
+//! peer each. Between nodes both are rings over the nodes (`global::node::scatter_gather`): each
+//! node sends `(N−1)/N` of the tensor per collective (with even chunks), half of a ring
+//! all-reduce, and the all-gather is exact.
 
 use crate::global::node::base::Node;
+use crate::global::node::scatter_gather::rows;
 use crate::local::tensor_map::CollectiveTensorMap;
-use crate::local::{broadcast_tree, reduce_sum_tree, tensor_map::get_peer_devices};
+use crate::local::{broadcast_tree, tensor_map::get_peer_devices};
 use crate::{CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
-use burn_backend::{Backend, Slice, TensorMetadata};
+use burn_backend::{Backend, TensorMetadata};
 use burn_communication::Protocol;
-use burn_std::{FloatDType, Shape};
+use burn_std::Shape;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::mpsc::SyncSender;
 
@@ -40,7 +42,11 @@ pub(crate) struct ScatterGatherOp<B: Backend> {
     counts: Vec<usize>,
     /// Shape of the first caller's tensor: every caller's must match (all dims but 0 for a gather)
     shape: Shape,
-    calls: Vec<(PeerId, B::FloatTensorPrimitive, SyncSender<ScatterGatherResult<B::FloatTensorPrimitive>>)>,
+    calls: Vec<(
+        PeerId,
+        B::FloatTensorPrimitive,
+        SyncSender<ScatterGatherResult<B::FloatTensorPrimitive>>,
+    )>,
 }
 
 impl<B: Backend> ScatterGatherOp<B> {
@@ -66,7 +72,9 @@ impl<B: Backend> ScatterGatherOp<B> {
         let shape = input.shape();
         let valid = match &kind {
             ScatterGatherKind::ReduceScatter(_) => {
-                shape == self.shape && shape.num_dims() > 0 && shape[0] == counts.iter().sum::<usize>()
+                shape == self.shape
+                    && shape.num_dims() > 0
+                    && shape[0] == counts.iter().sum::<usize>()
             }
             ScatterGatherKind::AllGather => {
                 let rank = peer_rank(caller);
@@ -87,7 +95,7 @@ impl<B: Backend> ScatterGatherOp<B> {
     /// Run the collective and answer every caller.
     pub async fn execute<P: Protocol>(
         self,
-        config: &CollectiveConfig,
+        _config: &CollectiveConfig,
         global_client: &mut Option<Node<B, P>>,
     ) {
         let tensors: CollectiveTensorMap<B> = self
@@ -101,10 +109,10 @@ impl<B: Backend> ScatterGatherOp<B> {
             }
             (ScatterGatherKind::AllGather, None) => Ok(all_gather_local::<B>(tensors)),
             (ScatterGatherKind::ReduceScatter(op), Some(node)) => {
-                reduce_scatter_global(tensors, &self.counts, *op, config, node).await
+                reduce_scatter_global(tensors, &self.counts, *op, node).await
             }
             (ScatterGatherKind::AllGather, Some(node)) => {
-                all_gather_global(tensors, &self.counts, config, node).await
+                all_gather_global(tensors, &self.counts, node).await
             }
         };
         match result {
@@ -141,14 +149,6 @@ fn chunk_ranges(counts: &[usize]) -> Vec<Range<usize>> {
             start - c..start
         })
         .collect()
-}
-
-/// Rows `range` of `tensor` (all of the other dimensions).
-fn rows<B: Backend>(tensor: &B::FloatTensorPrimitive, range: Range<usize>) -> B::FloatTensorPrimitive {
-    let shape = tensor.shape();
-    let mut slices: Vec<Slice> = shape.iter().map(|d| Slice::from(0..*d)).collect();
-    slices[0] = Slice::from(range);
-    B::float_slice(tensor.clone(), &slices)
 }
 
 /// Local reduce-scatter: chunk `r` of every peer's tensor is summed on peer `r`'s device, in
@@ -199,70 +199,56 @@ fn all_gather_local<B: Backend>(tensors: CollectiveTensorMap<B>) -> CollectiveTe
         .collect()
 }
 
-/// Reduce-scatter with other nodes: local tree reduce, global all-reduce, local slicing.
+/// This node's peers' tensors sorted by peer id, moved to the device of the first, and their
+/// devices.
+fn on_main_device<B: Backend>(
+    tensors: CollectiveTensorMap<B>,
+) -> (
+    Vec<(PeerId, B::FloatTensorPrimitive)>,
+    HashMap<PeerId, B::Device>,
+    B::Device,
+) {
+    let devices = get_peer_devices::<B>(&tensors);
+    let mut local: Vec<_> = tensors.into_iter().collect();
+    local.sort_by_key(|(id, _)| id.0);
+    let main = devices[&local[0].0].clone();
+    let local = local
+        .into_iter()
+        .map(|(id, t)| (id, B::float_to_device(t, &main)))
+        .collect();
+    (local, devices, main)
+}
+
+/// Reduce-scatter with other nodes: a ring over the nodes (`global::node::scatter_gather`), each
+/// node adding its peers' rows in peer-id order; each peer's chunk then goes to its device.
 async fn reduce_scatter_global<B: Backend, P: Protocol>(
     tensors: CollectiveTensorMap<B>,
     counts: &[usize],
     op: ReduceOperation,
-    config: &CollectiveConfig,
     node: &mut Node<B, P>,
 ) -> Result<CollectiveTensorMap<B>, CollectiveError> {
-    let devices = get_peer_devices::<B>(&tensors);
-    let main = *tensors.keys().min_by_key(|p| p.0).expect("at least one peer");
-    let reduced = reduce_sum_tree::<B>(tensors, &main, 2);
-    let strategy = config
-        .global_all_reduce_strategy
-        .ok_or(CollectiveError::InvalidConfig)?;
-    let reduced = node
-        .all_reduce(reduced, strategy, op)
+    let (local, devices, main) = on_main_device::<B>(tensors);
+    let out = node
+        .reduce_scatter(&local, counts, op, &main)
         .await
         .map_err(CollectiveError::Global)?;
-    let ranges = chunk_ranges(counts);
-    Ok(devices
-        .iter()
-        .map(|(id, device)| {
-            let chunk = rows::<B>(&reduced, ranges[peer_rank(*id)].clone());
-            (*id, B::float_to_device(chunk, device))
-        })
+    Ok(out
+        .into_iter()
+        .map(|(id, t)| (id, B::float_to_device(t, &devices[&id])))
         .collect())
 }
 
-/// All-gather with other nodes: each node places its peers' chunks in a zero tensor of the full
-/// shape, a global all-reduce (sum) fills in the other nodes' chunks, a local broadcast follows.
+/// All-gather with other nodes: a ring over the nodes (`global::node::scatter_gather`), then a
+/// local broadcast. Exact (chunks are copied, never added).
 async fn all_gather_global<B: Backend, P: Protocol>(
     tensors: CollectiveTensorMap<B>,
     counts: &[usize],
-    config: &CollectiveConfig,
     node: &mut Node<B, P>,
 ) -> Result<CollectiveTensorMap<B>, CollectiveError> {
-    let devices = get_peer_devices::<B>(&tensors);
-    let main = *tensors.keys().min_by_key(|p| p.0).expect("at least one peer");
-    let main_device = devices[&main].clone();
-    let first = &tensors[&main];
-    let dtype = FloatDType::from(first.dtype());
-    let parts: Vec<_> = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(rank, c)| match tensors.get(&PeerId::from(rank)) {
-            Some(t) => B::float_to_device(t.clone(), &main_device),
-            None => {
-                let mut dims = first.shape().to_vec();
-                dims[0] = *c;
-                B::float_zeros(Shape::from(dims), &main_device, dtype)
-            }
-        })
-        .collect();
-    if parts.is_empty() {
-        return Ok(tensors);
-    }
-    let full = B::float_cat(parts, 0);
-    let strategy = config
-        .global_all_reduce_strategy
-        .ok_or(CollectiveError::InvalidConfig)?;
+    let (local, devices, main) = on_main_device::<B>(tensors);
     let full = node
-        .all_reduce(full, strategy, ReduceOperation::Sum)
+        .all_gather(&local, counts, &main)
         .await
         .map_err(CollectiveError::Global)?;
-    Ok(broadcast_tree::<B>(devices, main, full, 2))
+    Ok(broadcast_tree::<B>(devices, local[0].0, full, 2))
 }

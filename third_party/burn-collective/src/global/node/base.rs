@@ -7,6 +7,7 @@ use std::{marker::PhantomData, sync::Arc};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::node::scatter_gather::{Ring, RowLayout};
 use crate::node::sync::SyncService;
 use crate::{
     AllReduceStrategy, PeerId, ReduceOperation,
@@ -25,6 +26,8 @@ use crate::{BroadcastStrategy, GlobalRegisterParams, NodeId, ReduceStrategy};
 pub(crate) struct NodeState {
     pub node_id: NodeId,
     pub nodes: HashMap<NodeId, Address>,
+    /// The peers of every node (added by graft, for reduce-scatter and all-gather)
+    pub peers: HashMap<NodeId, Vec<PeerId>>,
     pub num_global_devices: u32,
 }
 
@@ -95,12 +98,14 @@ where
             RemoteResponse::Register {
                 node_id,
                 nodes,
+                peers,
                 num_global_devices,
             } => {
                 let mut state = self.state.write().await;
                 *state = Some(NodeState {
                     node_id,
                     nodes,
+                    peers,
                     num_global_devices,
                 });
             }
@@ -171,6 +176,64 @@ where
         }
 
         Ok(result)
+    }
+
+    /// Reduce-scatter between nodes (added by graft): `local` are this node's peers' tensors,
+    /// sorted by peer id, all on `device`; returns each local peer's chunk, on `device`.
+    ///
+    /// # Shapes
+    /// - `local`: each `[counts.sum(), ...]`; returns each peer's `[counts[peer], ...]`
+    pub async fn reduce_scatter(
+        &self,
+        local: &[(PeerId, B::FloatTensorPrimitive)],
+        counts: &[usize],
+        op: ReduceOperation,
+        device: &B::Device,
+    ) -> Result<Vec<(PeerId, B::FloatTensorPrimitive)>, GlobalCollectiveError> {
+        let state = self.state.read().await;
+        let Some(ref state) = *state else {
+            return Err(GlobalCollectiveError::AllReduceBeforeRegister);
+        };
+        let ring = self.ring(state, counts)?;
+        let mut out = ring.reduce_scatter_sum(local, device).await?;
+        if op == ReduceOperation::Mean {
+            for (_, t) in out.iter_mut() {
+                *t = B::float_div_scalar(t.clone(), (state.num_global_devices as f32).into());
+            }
+        }
+        Ok(out)
+    }
+
+    /// All-gather between nodes (added by graft): `local` are this node's peers' chunks, sorted
+    /// by peer id, all on `device`; returns every peer's chunk in peer-id order, on `device`.
+    ///
+    /// # Shapes
+    /// - `local`: each `[counts[peer], ...]`; returns `[counts.sum(), ...]`
+    pub async fn all_gather(
+        &self,
+        local: &[(PeerId, B::FloatTensorPrimitive)],
+        counts: &[usize],
+        device: &B::Device,
+    ) -> Result<B::FloatTensorPrimitive, GlobalCollectiveError> {
+        let state = self.state.read().await;
+        let Some(ref state) = *state else {
+            return Err(GlobalCollectiveError::AllReduceBeforeRegister);
+        };
+        self.ring(state, counts)?.all_gather(local, device).await
+    }
+
+    /// The ring of nodes for a reduce-scatter or all-gather of chunks of `counts` rows.
+    fn ring<'a>(
+        &'a self,
+        state: &'a NodeState,
+        counts: &[usize],
+    ) -> Result<Ring<'a, B, P>, GlobalCollectiveError> {
+        Ok(Ring {
+            layout: RowLayout::new(state.node_id, &state.peers, counts)?,
+            nodes: &state.nodes,
+            data_service: &self.data_service,
+            sync_service: &self.sync_service,
+        })
     }
 
     pub async fn reduce(

@@ -1,5 +1,6 @@
 use std::{collections::HashMap, sync::Arc};
 
+use crate::node::traffic::expose_tensor_counted;
 use crate::{NodeId, global::shared::GlobalCollectiveError, node::sync::SyncService};
 use burn_backend::{Backend, TensorMetadata};
 use burn_communication::data_service::TensorDataService;
@@ -57,14 +58,12 @@ where
 
         // Transfer 2: Expose result
         let other_nodes_count = ids.len() as u32 - 1;
-        data_service
-            .expose(sum.clone(), other_nodes_count, 1.into())
-            .await;
+        expose_tensor_counted(data_service, sum.clone(), other_nodes_count, 1).await;
 
         sum
     } else {
         // Transfer 1: Expose input
-        data_service.expose(tensor, 1, 0.into()).await;
+        expose_tensor_counted(data_service, tensor, 1, 0).await;
 
         // Transfer 2: Download result
         let central_addr = nodes.get(&central).unwrap().clone();

@@ -8,6 +8,7 @@ use crate::{
     global::shared::GlobalCollectiveError,
     local::{get_ring_reduce_slice_ranges, get_slice_dim},
     node::sync::SyncService,
+    node::traffic::expose_tensor_counted,
 };
 use burn_backend::{Backend, Slice, TensorMetadata};
 use burn_communication::{Address, Protocol, data_service::TensorDataService};
@@ -136,23 +137,26 @@ where
 {
     let slice_count = slices.len();
     for _ in 0..(slice_count - 1) {
-        let transfer_id = (*transfer_counter).into();
+        let transfer_id = *transfer_counter;
         // +slice_count to avoid overflow
         let recv_slice_idx = (*send_slice_idx + slice_count - 1) % slice_count;
         let slice_send = slices[*send_slice_idx].clone();
 
         let upload = {
             let data_service = data_service.clone();
+            // graft: counted, see `traffic`
             tokio::spawn(async move {
-                data_service
-                    .expose(slice_send.clone(), 1, transfer_id)
-                    .await
+                expose_tensor_counted(&data_service, slice_send, 1, transfer_id).await
             })
         };
         let download = {
             let data_client = data_service.clone();
             let next_node = prev_node.clone();
-            tokio::spawn(async move { data_client.download_tensor(next_node, transfer_id).await })
+            tokio::spawn(async move {
+                data_client
+                    .download_tensor(next_node, transfer_id.into())
+                    .await
+            })
         };
 
         upload.await.unwrap();

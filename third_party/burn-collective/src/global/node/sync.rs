@@ -14,7 +14,8 @@ use crate::{NodeId, node::base::NodeState};
 pub(crate) struct SyncService<P: Protocol> {
     /// Current node's state, shared with the thread that does aggregations
     node_state: Arc<RwLock<Option<NodeState>>>,
-    /// The number of peers that have requested to sync with us since the last successful sync.
+    /// The sync requests received and not yet consumed by a sync, one entry per request (a node
+    /// can be one sync ahead of this one).
     syncing_peers: Mutex<Vec<NodeId>>,
     /// Notification on each incoming sync request
     sync_notif: Notify,
@@ -69,17 +70,19 @@ impl<P: Protocol> SyncService<P> {
         all_node_ids.sort();
         loop {
             {
-                // compare currently synced peers with list of all nodes
-                // graft patch: compare a sorted copy, but clear the shared list itself (0.21.0
-                // cleared the copy, so no sync after the first could ever complete)
+                // graft patch: the list is a multiset of requests, and a sync consumes one request
+                // of every node. 0.21.0 compared and then cleared a *copy* (so no sync after the
+                // first could complete); clearing the shared list instead would drop a request
+                // that a faster node already sent for the *next* sync (it can finish the next
+                // collective while this node still waits here: with three nodes or more, or when
+                // a reduce-scatter gives this node nothing to download), hanging that sync.
                 let mut syncing_peers = self.syncing_peers.lock().unwrap();
-                let mut sorted = syncing_peers.to_vec();
-                sorted.sort();
-                sorted.dedup();
-
-                if sorted == all_node_ids {
+                if all_node_ids.iter().all(|id| syncing_peers.contains(id)) {
                     // all nodes have synced
-                    syncing_peers.clear();
+                    for id in &all_node_ids {
+                        let at = syncing_peers.iter().position(|p| p == id).unwrap();
+                        syncing_peers.remove(at);
+                    }
                     return;
                 }
             }

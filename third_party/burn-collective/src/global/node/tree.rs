@@ -1,5 +1,6 @@
 use std::{collections::HashMap, sync::Arc};
 
+use crate::node::traffic::expose_tensor_counted;
 use crate::{NodeId, global::shared::GlobalCollectiveError, node::sync::SyncService};
 use burn_backend::{Backend, TensorMetadata};
 use burn_communication::{Address, Protocol, data_service::TensorDataService};
@@ -63,7 +64,7 @@ where
 
     // Transfer 2: Expose result to parent and download final result if not root
     if let Some(parent) = strategy.parents.get(&node) {
-        data_service.expose(result.clone(), 1, 0.into()).await;
+        expose_tensor_counted(&data_service, result.clone(), 1, 0).await;
 
         let parent_addr = nodes.get(parent).unwrap().clone();
 
@@ -83,9 +84,7 @@ where
     if let Some(children) = strategy.children.get(&node)
         && !children.is_empty()
     {
-        data_service
-            .expose(result.clone(), children.len() as u32, 1.into())
-            .await;
+        expose_tensor_counted(&data_service, result.clone(), children.len() as u32, 1).await;
     }
 
     // Final barrier

@@ -204,6 +204,7 @@ impl GlobalCollectiveState {
                 let content = RemoteResponse::Register {
                     node_id,
                     nodes: self.node_addresses.clone(),
+                    peers: self.node_peers.clone(),
                     num_global_devices: self.num_global_peers,
                 };
                 let resp = CollectiveMessageResponse {
