@@ -321,7 +321,10 @@ impl<B: TrainBackend> Trainer<B> {
         })?;
         let path = ckpt.optimizer_path();
         let optim = self.read_optimizer(&path)?;
-        check_state_matches::<B, _>(&optim, self.model())?;
+        check_state_matches::<B, _>(&optim, self.model()).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         self.optim.set_state(optim);
         data.restore(&state.data_cursor)?;
         self.state = state;
