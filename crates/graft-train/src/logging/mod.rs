@@ -95,13 +95,10 @@ pub struct TextLogger {
 }
 
 impl TextLogger {
-    /// Open (append to) `path`.
+    /// Open (append to) `path` ([`graft_fs::open_append`]: a line torn by a crash is cut off).
     pub fn new(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| TrainError::io("opening", path, e))?;
+        let file =
+            graft_fs::open_append(path).map_err(|e| TrainError::io("opening", e.path, e.source))?;
         Ok(Self {
             path: path.to_path_buf(),
             out: BufWriter::new(file),

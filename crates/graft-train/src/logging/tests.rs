@@ -139,6 +139,16 @@ fn text_and_multi_logger() {
         std::fs::read_to_string(&path).unwrap(),
         "7\ttrain/loss\t2.5\n"
     );
+    drop(multi);
+    // a resumed run appends after a line torn by a crash: the torn part is cut off
+    std::fs::write(&path, "7\ttrain/loss\t2.5\n8\ttrain/lo").unwrap();
+    let mut text = TextLogger::new(&path).unwrap();
+    text.scalar("train/loss", 2.25, 8).unwrap();
+    text.flush().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "7\ttrain/loss\t2.5\n8\ttrain/loss\t2.25\n"
+    );
 }
 
 #[test]
