@@ -27,6 +27,10 @@ impl StagingDir {
         check_target(target, force)?;
         fs::create_dir_all(&parent).map_err(|e| ExportError::io(&parent, e))?;
         let staging = graft_fs::temp_path(&parent.join(&name));
+        if staging.exists() {
+            // left by a crashed process of this host whose pid this one reuses: ours to remove
+            fs::remove_dir_all(&staging).map_err(|e| ExportError::io(&staging, e))?;
+        }
         fs::create_dir(&staging).map_err(|e| ExportError::io(&staging, e))?;
         Ok(Self {
             target: target.to_path_buf(),
