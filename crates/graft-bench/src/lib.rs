@@ -13,6 +13,8 @@
 //!   them, with tokens/s, MFU and peak memory beside `graft plan` (on CUDA: only these).
 //! - `graft bench memory RECIPE`: peak memory of a recipe's training steps, measured in a fresh
 //!   process per sequence length, beside `graft plan`'s prediction.
+//! - `graft bench zero RECIPE`: peak RSS of each rank's process of a 2-node run (loopback) at ZeRO
+//!   stages 0, 1 and 2, beside `graft plan`'s per-GPU prediction on 2 devices.
 //!
 //! Each benchmark is a variant of [`BenchCommand`] with its own module under `bench/`.
 
@@ -27,6 +29,7 @@ mod step;
 mod step_report;
 mod synth;
 mod torch;
+mod zero;
 
 use std::path::PathBuf;
 
@@ -47,6 +50,9 @@ pub enum BenchCommand {
     /// (internal) Measure one recipe's steps and print the figures as JSON; run by `bench memory`.
     #[command(hide = true)]
     MemoryChild(memory::ChildArgs),
+    /// ZeRO benchmark: peak RSS of each rank's process of a two-node run on loopback at ZeRO
+    /// stages 0, 1 and 2, beside `graft plan`'s per-GPU prediction for 2 devices.
+    Zero(zero::ZeroArgs),
     /// Synthesizer benchmark: generated tokens/s of `graft synthesize`'s path against
     /// transformers' batched greedy `generate` on the same model, prompts, batch size and threads.
     Synthesize(synth::SynthArgs),
@@ -64,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         BenchCommand::Model(a) => model::run(a),
         BenchCommand::Memory(a) => memory::run(a),
         BenchCommand::MemoryChild(a) => memory::run_child(a),
+        BenchCommand::Zero(a) => zero::run(a),
         BenchCommand::Synthesize(a) => synth::run(a),
         BenchCommand::LoadChild { dir } => load_child::run(&dir),
     }

@@ -67,3 +67,12 @@ impl DataError {
         }
     }
 }
+
+impl From<graft_fs::Error> for DataError {
+    fn from(e: graft_fs::Error) -> Self {
+        DataError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -126,3 +126,12 @@ impl Error {
         }
     }
 }
+
+impl From<graft_fs::Error> for Error {
+    fn from(e: graft_fs::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

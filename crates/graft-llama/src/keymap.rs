@@ -102,6 +102,21 @@ impl ParamKey {
         Some(ParamKey::Layer(layer, param))
     }
 
+    /// The key of the Burn module path of a [`Llama`] parameter (`embed_tokens`,
+    /// `layers.3.self_attn.q_proj.weight`, `norm.weight`, `lm_head.weight`): the names graft's
+    /// optimizer checkpoints used before they took HF names.
+    pub fn from_module_path(path: &str) -> Option<ParamKey> {
+        match path {
+            "embed_tokens" => Some(ParamKey::EmbedTokens),
+            "norm.weight" => Some(ParamKey::Norm),
+            "lm_head.weight" => Some(ParamKey::LmHead),
+            _ => match ParamKey::parse(&format!("model.{path}"))? {
+                key @ ParamKey::Layer(..) => Some(key),
+                _ => None,
+            },
+        }
+    }
+
     /// The key of an HF name that exists in a model of `config` (lm_head only when untied).
     pub fn lookup(name: &str, config: &LlamaConfig) -> Result<ParamKey> {
         match ParamKey::parse(name) {
@@ -172,6 +187,27 @@ pub fn param_keys(config: &LlamaConfig) -> Vec<ParamKey> {
         keys.push(ParamKey::LmHead);
     }
     keys
+}
+
+/// The checkpoint name of the [`Llama`] parameter at Burn module path `path`: its HF name
+/// (`model.layers.0.self_attn.q_proj.weight`), or for a LoRA adapter matrix
+/// (`layers.0.self_attn.q_proj.lora.lora_a`) its PEFT name
+/// (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), as `model.safetensors` and
+/// `adapter_model.safetensors` name them. `None` when `path` is not a Llama parameter's.
+pub fn checkpoint_name(path: &str) -> Option<String> {
+    use crate::lora::{peft_name, LoraPart};
+    let adapter = [(".lora.lora_a", LoraPart::A), (".lora.lora_b", LoraPart::B)]
+        .into_iter()
+        .find_map(|(suffix, part)| Some((path.strip_suffix(suffix)?, part)));
+    match adapter {
+        Some((proj, part)) => match ParamKey::from_module_path(&format!("{proj}.weight"))? {
+            ParamKey::Layer(i, p) if !crate::lora::target_name(p).is_empty() => {
+                Some(peft_name(i, p, part))
+            }
+            _ => None,
+        },
+        None => ParamKey::from_module_path(path).map(|k| k.hf_name()),
+    }
 }
 
 /// `(hf_name, expected_shape)` of every parameter of a model of `config`, in HF order.

@@ -36,7 +36,9 @@ pub mod rope;
 pub use backward::{loss_and_grads, BackwardOptions};
 pub use config::{HfConfig, LlamaConfig, ModelConfig};
 pub use error::{Error, Result};
-pub use keymap::{hf_params, param_keys, LayerParam, ParamKey, ParamKind, ParamTensor};
+pub use keymap::{
+    checkpoint_name, hf_params, param_keys, LayerParam, ParamKey, ParamKind, ParamTensor,
+};
 pub use load::{load, load_weights, weight_files, WeightFiles};
 pub use lora::{apply_lora, LoraAdapter, LoraConfig};
 pub use loss::{causal_lm_loss, causal_lm_loss_sum, IGNORE_INDEX};

@@ -49,6 +49,68 @@ fn names_round_trip_and_match_the_checkpoint() {
     }
 }
 
+/// Every parameter's Burn module path (what Burn's visitor sees) names it as the checkpoints do:
+/// the HF name of the weight with the same id, or the PEFT name of an adapter matrix.
+#[test]
+fn module_paths_map_to_checkpoint_names() {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use burn::tensor::Tensor;
+    struct Paths(Vec<String>, Vec<(String, ParamId)>);
+    impl ModuleVisitor<B> for Paths {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.1.push((self.0.join("."), p.id));
+        }
+    }
+    let (model, config) = load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();
+    let targets = ["q_proj".to_string(), "down_proj".to_string()];
+    let lora = graft_llama::LoraConfig::new(2, 4.0, 0.0, &targets).unwrap();
+    let model = graft_llama::apply_lora(model, &lora, 0).unwrap();
+    let mut paths = Paths(Vec::new(), Vec::new());
+    model.visit(&mut paths);
+    let mut want: Vec<String> = hf_params(&config.llama).into_iter().map(|p| p.0).collect();
+    want.extend(
+        graft_llama::lora::adapter_tensors(&model)
+            .into_iter()
+            .map(|t| t.0),
+    );
+    want.sort();
+    let mut got = Vec::new();
+    for (path, id) in &paths.1 {
+        let name = graft_llama::checkpoint_name(path).unwrap_or_else(|| panic!("{path}"));
+        if let Some(key) = ParamKey::parse(&name) {
+            assert_eq!(model.param_id(key).unwrap(), *id, "{path} -> {name}");
+            assert_eq!(ParamKey::from_module_path(path), Some(key));
+        } else {
+            let (i, p, part) = graft_llama::lora::parse_peft_name(&name).unwrap();
+            let proj = graft_llama::lora::proj(&model.layers[i], p).unwrap();
+            let adapter = proj.lora.as_ref().unwrap();
+            let want = match part {
+                graft_llama::lora::LoraPart::A => adapter.lora_a.id,
+                graft_llama::lora::LoraPart::B => adapter.lora_b.id,
+            };
+            assert_eq!(want, *id, "{path} -> {name}");
+        }
+        got.push(name);
+    }
+    got.sort();
+    assert_eq!(got, want);
+    assert!(got.contains(&"base_model.model.model.layers.1.mlp.down_proj.lora_B.weight".into()));
+    for bad in [
+        "layers.0.self_attn.q_proj",
+        "embed_tokens.weight",
+        "model.norm.weight",
+        "fc1.weight",
+    ] {
+        assert_eq!(graft_llama::checkpoint_name(bad), None, "{bad}");
+    }
+}
+
 #[test]
 fn set_param_replaces_values_and_checks_shapes() {
     let (mut model, _) = load::<B>(fixtures().join("tiny-llama3"), &Default::default()).unwrap();

@@ -231,7 +231,7 @@ impl CheckpointDir {
     /// Atomically point `latest` at `step-<step>`.
     fn point_latest(&self, step: u64) -> Result<()> {
         let link = self.root.join(LATEST);
-        let tmp = graft_data::atomic::temp_path(&link);
+        let tmp = graft_fs::temp_path(&link);
         #[cfg(unix)]
         std::os::unix::fs::symlink(format!("step-{step}"), &tmp)
             .map_err(|e| TrainError::io("linking", &tmp, e))?;
@@ -244,11 +244,7 @@ impl CheckpointDir {
 
 /// Write `bytes` to `path` and fsync it (the caller renames the directory into place).
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path).map_err(|e| TrainError::io("creating", path, e))?;
-    f.write_all(bytes)
-        .map_err(|e| TrainError::io("writing", path, e))?;
-    f.sync_all().map_err(|e| TrainError::io("syncing", path, e))
+    graft_fs::write_synced(path, bytes).map_err(|e| TrainError::io("writing", e.path, e.source))
 }
 
 /// fsync every file under `dir` and the directories themselves.
@@ -268,5 +264,5 @@ fn sync_tree(dir: &Path) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    Ok(graft_data::atomic::sync_dir(dir)?)
+    graft_fs::sync_dir(dir).map_err(|e| TrainError::io("syncing", e.path, e.source))
 }

@@ -52,7 +52,7 @@ pub enum TrainError {
     /// Saved optimizer state does not match the model being trained.
     #[error("optimizer state for parameter `{param}`: {message}")]
     OptimizerState {
-        /// The parameter name (module path).
+        /// The parameter name (as in `optimizer.safetensors`).
         param: String,
         /// What is wrong, e.g. the shapes that differ.
         message: String,

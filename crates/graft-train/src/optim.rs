@@ -1,4 +1,5 @@
-//! AdamW exactly as `torch.optim.AdamW`, with per-parameter state keyed by module path.
+//! AdamW exactly as `torch.optim.AdamW`, with per-parameter state keyed by parameter name (the
+//! name the model's checkpoint gives it, [`crate::optim_state::param_name`]).
 //!
 //! Burn's own `AdamW` keys its state by `ParamId` (not stable across runs), folds the bias
 //! correction into epsilon, and decays every tensor. This one:
@@ -66,7 +67,8 @@ pub struct ParamState<B: Backend> {
     pub master: Option<Tensor<B, 1>>,
 }
 
-/// AdamW over a Burn module, with state keyed by the parameter's module path (`layers.0.attn.wq.weight`).
+/// AdamW over a Burn module, with state keyed by parameter name
+/// ([`crate::optim_state::param_name`]: `model.layers.0.self_attn.q_proj.weight` for a Llama).
 #[derive(Debug, Clone)]
 pub struct AdamW<B: Backend> {
     config: AdamWConfig,
@@ -87,7 +89,7 @@ impl<B: Backend> AdamW<B> {
         &self.config
     }
 
-    /// Per-parameter state, by module path.
+    /// Per-parameter state, by parameter name.
     pub fn state(&self) -> &BTreeMap<String, ParamState<B>> {
         &self.state
     }
@@ -147,7 +149,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for AdamWMapper<'_, AB> {
         let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let name = self.path.join(".");
+        let name = crate::optim_state::param_name(&self.path.join("."));
         let require_grad = tensor.is_require_grad();
         let updated = self.update(name, tensor.inner(), grad);
         let mut tensor = Tensor::from_inner(updated);

@@ -22,7 +22,7 @@ use crate::optim_state::{state_from_safetensors, FORMAT, VERSION};
 /// One parameter with optimizer state: name, shape, update count, whether it has a master copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEntry {
-    /// Parameter name (module path).
+    /// Parameter name ([`crate::optim_state::param_name`]).
     pub name: String,
     /// The parameter's shape.
     pub shape: Vec<usize>,

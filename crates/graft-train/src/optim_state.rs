@@ -3,8 +3,13 @@
 //! Layout: for each parameter `<name>` with state, two f32 tensors `<name>.exp_avg` and
 //! `<name>.exp_avg_sq` in the parameter's shape, plus `<name>.master` (the f32 master copy) for a
 //! parameter stored in bf16/f16; the metadata holds `format = graft-adamw`,
-//! `version = 1` and `steps` (a JSON object mapping each name to its update count). Values are
+//! `version = 2` and `steps` (a JSON object mapping each name to its update count). Values are
 //! stored bit-exactly, so a resumed run continues exactly where it stopped.
+//!
+//! Names are those of the model's own checkpoint ([`param_name`]): HF names
+//! (`model.layers.0.self_attn.q_proj.weight.exp_avg`) beside `model.safetensors`, PEFT names
+//! beside `adapter_model.safetensors` for LoRA. Version 1 files named parameters by Burn module
+//! path (`layers.0.self_attn.q_proj.weight.exp_avg`); they are translated when read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,7 +23,16 @@ use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, ParamState};
 
 pub(crate) const FORMAT: &str = "graft-adamw";
-pub(crate) const VERSION: &str = "1";
+pub(crate) const VERSION: &str = "2";
+/// The version whose names are Burn module paths, translated on read.
+const VERSION_MODULE_PATHS: &str = "1";
+
+/// The name of the parameter at Burn module path `path`, in optimizer state and its file: the
+/// name the model's checkpoint gives it ([`graft_llama::checkpoint_name`]: HF name, or PEFT name
+/// for a LoRA adapter) for a Llama's parameters; any other module's parameters keep their path.
+pub fn param_name(path: &str) -> String {
+    graft_llama::checkpoint_name(path).unwrap_or_else(|| path.to_string())
+}
 
 /// Serialise the optimizer state to safetensors bytes.
 pub fn optimizer_to_bytes<B: Backend>(optim: &AdamW<B>) -> Result<Vec<u8>> {
@@ -89,13 +103,15 @@ pub(crate) fn state_from_safetensors<B: Backend>(
         message,
     };
     let meta = metadata.cloned().unwrap_or_default();
+    let version = meta.get("version").map(String::as_str);
     if meta.get("format").map(String::as_str) != Some(FORMAT)
-        || meta.get("version").map(String::as_str) != Some(VERSION)
+        || !matches!(version, Some(VERSION | VERSION_MODULE_PATHS))
     {
         return Err(bad(format!(
-            "expected metadata format={FORMAT} version={VERSION}, found {meta:?}"
+            "expected metadata format={FORMAT} version={VERSION} (or {VERSION_MODULE_PATHS}), found {meta:?}"
         )));
     }
+    let module_paths = version == Some(VERSION_MODULE_PATHS);
     let steps: BTreeMap<String, u64> =
         serde_json::from_str(meta.get("steps").map(String::as_str).unwrap_or("")).map_err(|e| {
             bad(format!(
@@ -142,6 +158,10 @@ pub(crate) fn state_from_safetensors<B: Backend>(
             }
         }
         tensors += 2 + usize::from(master_shape.is_some());
+        let name = match module_paths {
+            true => param_name(&name),
+            false => name,
+        };
         if !keep(&name) {
             continue;
         }
@@ -230,10 +250,10 @@ fn state_err(param: &str, message: String) -> TrainError {
     }
 }
 
-/// A float parameter of a module: its module path, shape and whether it requires grad.
+/// A float parameter of a module: its name ([`param_name`]), shape and whether it requires grad.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedParam {
-    /// Module path, e.g. `layers.0.attn.wq.weight`.
+    /// Its [`param_name`], e.g. `model.layers.0.self_attn.q_proj.weight`.
     pub name: String,
     /// Shape.
     pub shape: Vec<usize>,
@@ -241,7 +261,7 @@ pub struct NamedParam {
     pub trainable: bool,
 }
 
-/// Every float parameter of `module`, in visiting order, named by module path.
+/// Every float parameter of `module`, in visiting order, named by [`param_name`].
 pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> Vec<NamedParam> {
     struct V(Vec<String>, Vec<NamedParam>);
     impl<B: Backend> ModuleVisitor<B> for V {
@@ -254,7 +274,7 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> Vec<NamedParam> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let t = param.val();
             self.1.push(NamedParam {
-                name: self.0.join("."),
+                name: param_name(&self.0.join(".")),
                 shape: t.shape().to_vec(),
                 trainable: t.is_require_grad(),
             });

@@ -130,12 +130,12 @@ impl ShardPlan {
     }
 }
 
-/// A trainable parameter: id, module path, shape and dtype.
+/// A trainable parameter: id, name, shape and dtype.
 #[derive(Debug, Clone)]
 pub struct TrainableParam {
     /// Burn's id of the parameter (this process only).
     pub id: ParamId,
-    /// Module path, the optimizer state's name.
+    /// The optimizer state's name ([`crate::optim_state::param_name`]).
     pub name: String,
     /// Shape.
     pub shape: Vec<usize>,
@@ -167,7 +167,7 @@ pub fn trainable_params<AB: AutodiffBackend, M: AutodiffModule<AB>>(
             if t.is_require_grad() {
                 self.1.push(TrainableParam {
                     id: param.id,
-                    name: self.0.join("."),
+                    name: crate::optim_state::param_name(&self.0.join(".")),
                     shape: t.shape().to_vec(),
                     dtype: t.dtype(),
                 });

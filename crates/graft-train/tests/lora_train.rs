@@ -140,6 +140,11 @@ fn adapter_checkpoints_resume_bit_identically() {
             "training_state.json"
         ]
     );
+    // the optimizer state reads beside the adapter: the same PEFT names, with the moments' suffixes
+    assert_eq!(
+        tensor_names(&ckpt.path.join("optimizer.safetensors")),
+        moment_names(&tensor_names(&ckpt.path.join(ADAPTER_WEIGHTS_FILE)))
+    );
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ckpt.path.join(ADAPTER_CONFIG_FILE)).unwrap(),
     )

@@ -147,3 +147,52 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
     let saved = std::fs::read_to_string(nodes_run.join("recipe.toml")).unwrap();
     assert!(saved.contains("nodes = 2"), "{saved}");
 }
+
+/// `graft bench zero` (issue 11, item 7) at tiny size: every stage runs as two `graft train`
+/// processes on loopback and reports each rank's peak RSS beside the plan, whose per-GPU optimizer
+/// state halves from stage 1.
+#[test]
+fn bench_zero_reports_each_ranks_peak_rss_at_three_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let out = graft(&[
+        "bench",
+        "zero",
+        recipe.to_str().unwrap(),
+        "--set",
+        "train.steps=1",
+        "--set",
+        "train.grad_accum=1",
+        "--set",
+        "eval.tasks=[]",
+        "--set",
+        "train.eval_every=0",
+        "--timeout",
+        "300",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let stages: Vec<u64> = runs
+        .iter()
+        .map(|r| r["zero_stage"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stages, [0, 1, 2], "{v}");
+    for r in runs {
+        let rss: Vec<u64> = r["peak_rss"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        // both ranks ran as processes of their own, each at least as large as its model (4.2M f32)
+        assert_eq!(rss.len(), 2, "{v}");
+        assert!(rss.iter().all(|&b| b > 16_000_000), "{v}");
+    }
+    let plan = |i: usize, k: &str| runs[i][k].as_u64().unwrap();
+    let half = plan(0, "plan_optimizer").div_ceil(2);
+    assert!(plan(1, "plan_optimizer").abs_diff(half) <= 1, "{v}");
+    assert!(plan(1, "plan_total") < plan(0, "plan_total"), "{v}");
+}

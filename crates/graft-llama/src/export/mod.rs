@@ -18,7 +18,7 @@ mod model_source;
 mod plan;
 mod source;
 mod staging;
-mod writer;
+pub(crate) mod writer;
 
 use std::borrow::Cow;
 use std::path::PathBuf;

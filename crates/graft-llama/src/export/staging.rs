@@ -1,5 +1,6 @@
-//! Atomic output directories: build the export in `.NAME.tmp-<pid>` beside `NAME`, fsync, then
-//! rename it into place. A failed or interrupted export leaves no directory named `NAME` that looks
+//! Atomic output directories: build the export in `.NAME.<host>-<pid>-<n>.tmp` beside `NAME`
+//! ([`graft_fs::temp_path`], unique across hosts sharing a file system), fsync, then rename it
+//! into place. A failed or interrupted export leaves no directory named `NAME` that looks
 //! finished; `--force` replaces an existing directory only after the new one is complete.
 
 use std::fs;
@@ -25,8 +26,9 @@ impl StagingDir {
         let (parent, name) = split_target(target)?;
         check_target(target, force)?;
         fs::create_dir_all(&parent).map_err(|e| ExportError::io(&parent, e))?;
-        let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        let staging = graft_fs::temp_path(&parent.join(&name));
         if staging.exists() {
+            // left by a crashed process of this host whose pid this one reuses: ours to remove
             fs::remove_dir_all(&staging).map_err(|e| ExportError::io(&staging, e))?;
         }
         fs::create_dir(&staging).map_err(|e| ExportError::io(&staging, e))?;
@@ -53,7 +55,7 @@ impl StagingDir {
         sync_dir(&self.staging)?;
         check_target(&self.target, self.force)?;
         let (parent, name) = split_target(&self.target)?;
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        let old = graft_fs::unique_sibling(&parent.join(name), "old");
         let displaced = match fs::symlink_metadata(&self.target) {
             Ok(_) => {
                 fs::rename(&self.target, &old).map_err(|e| ExportError::io(&self.target, e))?;
@@ -74,6 +76,11 @@ impl StagingDir {
         }
         sync_dir(&parent)
     }
+}
+
+/// Fsyncs a directory so that renames and new entries in it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    graft_fs::sync_dir(dir).map_err(|e| crate::Error::from(e).into())
 }
 
 impl Drop for StagingDir {
@@ -125,16 +132,5 @@ fn check_target(target: &Path, force: bool) -> Result<()> {
             path: target.to_path_buf(),
         });
     }
-    Ok(())
-}
-
-/// Fsyncs a directory so that renames and new entries in it are durable (a no-op off Unix).
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        let handle = fs::File::open(dir).map_err(|e| ExportError::io(dir, e))?;
-        handle.sync_all().map_err(|e| ExportError::io(dir, e))?;
-    }
-    let _ = dir;
     Ok(())
 }

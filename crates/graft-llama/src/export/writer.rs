@@ -230,10 +230,7 @@ pub(crate) fn write_json_file(path: &Path, value: &serde_json::Value) -> Result<
 
 /// Writes `bytes` to a new file at `path` and fsyncs it.
 pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(path).map_err(|e| ExportError::io(path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| ExportError::io(path, e))?;
-    file.sync_all().map_err(|e| ExportError::io(path, e))
+    graft_fs::write_synced(path, bytes).map_err(|e| crate::Error::from(e).into())
 }
 
 fn seek(file: &mut File, path: &Path, pos: u64) -> Result<()> {

@@ -187,18 +187,13 @@ pub fn write_adapter_dir(
     let mut text =
         serde_json::to_string_pretty(config).map_err(|e| ExportError::io(dir, e.into()))?;
     text.push('\n');
-    write_synced(&staging.path().join(ADAPTER_CONFIG_FILE), text.as_bytes())?;
+    crate::export::writer::write_file_synced(
+        &staging.path().join(ADAPTER_CONFIG_FILE),
+        text.as_bytes(),
+    )?;
     staging.commit()?;
     tracing::info!(dir = %dir.display(), tensors = specs.len(), "saved LoRA adapter");
     Ok(shards)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> crate::export::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(|e| ExportError::io(path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| ExportError::io(path, e))?;
-    file.sync_all().map_err(|e| ExportError::io(path, e))
 }
 
 /// The adapter tensors of an in-memory model, under PEFT names.

@@ -95,45 +95,15 @@ pub struct TextLogger {
 }
 
 impl TextLogger {
-    /// Open (append to) `path`. A last line without its newline (a run killed while writing)
-    /// is cut off first, so that a resumed run appends whole lines only.
+    /// Open (append to) `path` ([`graft_fs::open_append`]: a line torn by a crash is cut off).
     pub fn new(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(|e| TrainError::io("opening", path, e))?;
-        drop_partial_line(&file).map_err(|e| TrainError::io("repairing", path, e))?;
+        let file =
+            graft_fs::open_append(path).map_err(|e| TrainError::io("opening", e.path, e.source))?;
         Ok(Self {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
         })
     }
-}
-
-/// Truncate `file` after its last newline (to empty when it has none).
-fn drop_partial_line(file: &File) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let len = file.metadata()?.len();
-    let mut f = file;
-    let mut at = len;
-    let mut chunk = [0u8; 4096];
-    while at > 0 {
-        let start = at.saturating_sub(chunk.len() as u64);
-        let buf = &mut chunk[..(at - start) as usize];
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-            at = start + i as u64 + 1;
-            break;
-        }
-        at = start;
-    }
-    if at < len {
-        file.set_len(at)?;
-    }
-    Ok(())
 }
 
 impl ScalarLogger for TextLogger {

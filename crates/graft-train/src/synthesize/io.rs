@@ -95,14 +95,8 @@ pub struct OutputWriter {
 
 impl OutputWriter {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| TrainError::io("creating", dir, e))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| TrainError::io("opening", path, e))?;
+        let file =
+            graft_fs::open_append(path).map_err(|e| TrainError::io("opening", e.path, e.source))?;
         Ok(Self {
             path: path.to_path_buf(),
             inner: BufWriter::new(file),

@@ -83,3 +83,25 @@ pub fn params<Bk: burn::tensor::backend::Backend>(
         .map(|(n, t)| (n, t.into_data().convert::<f32>().to_vec::<f32>().unwrap()))
         .collect()
 }
+
+/// The tensor names of a safetensors file, sorted.
+#[allow(dead_code)] // not every test binary reads checkpoint files
+pub fn tensor_names(path: &std::path::Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+}
+
+/// The names `optimizer.safetensors` must hold for parameters named `weights` (f32 weights: the
+/// two moments, no master copy), sorted.
+#[allow(dead_code)]
+pub fn moment_names(weights: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = weights
+        .iter()
+        .flat_map(|w| [format!("{w}.exp_avg"), format!("{w}.exp_avg_sq")])
+        .collect();
+    names.sort();
+    names
+}
