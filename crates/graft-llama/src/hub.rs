@@ -206,6 +206,18 @@ pub fn download_config(repo_id: &str, revision: Option<&str>) -> Result<PathBuf>
         .ok_or_else(|| fail("cached file has no parent directory".into()))
 }
 
+/// Makes sure `config.json` of `model` can be read without the weights: a Hub id whose config is
+/// not in the HF cache gets that file alone fetched ([`download_config`]). A local path, a cached
+/// config, something that is not a Hub id, or `HF_HUB_OFFLINE` set: nothing is fetched (resolving
+/// then fails, naming the cache).
+pub fn ensure_config(model: &str, revision: Option<&str>) -> Result<()> {
+    let cached = resolve_for(model, revision, Need::Config).is_ok();
+    if cached || Path::new(model).exists() || !is_repo_id(model) || offline() {
+        return Ok(());
+    }
+    download_config(model, revision).map(|_| ())
+}
+
 /// `HF_HUB_OFFLINE` set to anything but "", "0", "false", "no" or "off" (as huggingface_hub
 /// reads it): nothing may be fetched.
 pub fn offline() -> bool {

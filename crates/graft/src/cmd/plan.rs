@@ -44,8 +44,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.devices == Some(0) {
         anyhow::bail!("--devices must be at least 1");
     }
-    if args.config.is_none() {
-        fetch_config(&recipe)?;
+    if let (None, Some(base)) = (&args.config, recipe.model.base.as_deref()) {
+        hub::ensure_config(base, None).with_context(|| {
+            format!("fetching config.json of [model].base = {base:?} (planning needs no weights)")
+        })?;
     }
     let report = plan(
         &recipe,
@@ -61,21 +63,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         print!("{}", render_text(&report));
     }
-    Ok(())
-}
-
-/// A Hub base whose `config.json` is not in the HF cache yet: fetch that file alone (never the
-/// weights), unless `HF_HUB_OFFLINE` is set (planning then fails, naming the cache).
-fn fetch_config(recipe: &Recipe) -> anyhow::Result<()> {
-    let Some(base) = recipe.model.base.as_deref() else {
-        return Ok(());
-    };
-    let cached = hub::resolve_for(base, None, hub::Need::Config).is_ok();
-    if cached || std::path::Path::new(base).exists() || !hub::is_repo_id(base) || hub::offline() {
-        return Ok(());
-    }
-    hub::download_config(base, None).with_context(|| {
-        format!("fetching config.json of [model].base = {base:?} (planning needs no weights)")
-    })?;
     Ok(())
 }
