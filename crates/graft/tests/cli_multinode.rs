@@ -32,18 +32,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn two_nodes_train_the_same_model_as_two_local_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = tiny_recipe(dir.path());
-    let steps = ["--set", "train.steps=3", "--set", "train.grad_accum=1"];
+/// What a node process ended with: success, stdout, stderr.
+type NodeOutput = (bool, String, String);
 
-    // the reference: both peers in one process (this also prepares the data the nodes reuse)
-    let local_run = dir.path().join("local");
-    let mut args = steps.to_vec();
-    args.extend(["--devices", "0,1"]);
-    train(&recipe, &local_run, &args);
-
+/// `graft orchestrator` and two `graft train … --nodes 2 --node-rank R` processes on loopback
+/// (one CPU device each) training `recipe` into `run` with `args`; waits (at most 300 s: a hung
+/// collective fails the test instead of stalling it) and returns each node's outcome.
+fn run_two_nodes(
+    dir: &std::path::Path,
+    recipe: &std::path::Path,
+    run: &std::path::Path,
+    args: &[&str],
+) -> Vec<NodeOutput> {
     let port = free_port();
     let orchestrator = Killed(
         Command::new(env!("CARGO_BIN_EXE_graft"))
@@ -61,15 +61,13 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-
-    let nodes_run = dir.path().join("nodes");
     let orchestrator_url = format!("ws://127.0.0.1:{port}");
     let mut nodes: Vec<(Killed, std::path::PathBuf, std::path::PathBuf)> = (0..2)
         .map(|rank| {
             let address = format!("ws://127.0.0.1:{}", free_port());
             let (out, err) = (
-                dir.path().join(format!("node{rank}.out")),
-                dir.path().join(format!("node{rank}.err")),
+                dir.join(format!("node{rank}.out")),
+                dir.join(format!("node{rank}.err")),
             );
             let rank = rank.to_string();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_graft"));
@@ -77,10 +75,9 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
                 "train",
                 recipe.to_str().unwrap(),
                 "--out",
-                nodes_run.to_str().unwrap(),
+                run.to_str().unwrap(),
             ])
-            .args(steps)
-            .args(["--set", "train.zero_stage=2"])
+            .args(args)
             .args(["--nodes", "2", "--node-rank", &rank])
             .args([
                 "--orchestrator",
@@ -94,7 +91,6 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
             (Killed(cmd.spawn().unwrap()), out, err)
         })
         .collect();
-    // bounded wait: a hung collective fails the test instead of stalling it (the guards kill)
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut status = vec![None; nodes.len()];
     while status.iter().any(Option::is_none) {
@@ -109,15 +105,69 @@ fn two_nodes_train_the_same_model_as_two_local_devices() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let outputs: Vec<(bool, String, String)> = nodes
+    drop(orchestrator);
+    nodes
         .iter()
         .zip(&status)
         .map(|((_, out, err), st)| {
             let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
             (st.is_some_and(|s| s.success()), read(out), read(err))
         })
-        .collect();
-    drop(orchestrator);
+        .collect()
+}
+
+/// A node that fails (its checkpoint cannot be committed) does not leave the other node waiting
+/// in a collective: its process exits, burn-collective sees the peer lost, and the other node
+/// stops with an error that says so.
+#[test]
+fn a_failed_node_does_not_leave_the_other_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let prepared = graft(&["prepare", recipe.to_str().unwrap()]);
+    assert!(prepared.status.success(), "{:?}", text(&prepared));
+    let run = dir.path().join("nodes");
+    // a file where rank 0 will rename the step-1 checkpoint: its commit fails after every rank
+    // wrote its optimizer part, while rank 1 moves on to step 2's collectives
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    std::fs::write(run.join("checkpoints/step-1"), "in the way").unwrap();
+    let args = [
+        "--set",
+        "train.steps=3",
+        "--set",
+        "train.grad_accum=1",
+        "--set",
+        "train.zero_stage=2",
+        "--set",
+        "train.save_every=1",
+        "--set",
+        "train.eval_every=0",
+        "--resume",
+    ];
+    let outputs = run_two_nodes(dir.path(), &recipe, &run, &args);
+    let (ok0, _, err0) = &outputs[0];
+    let (ok1, _, err1) = &outputs[1];
+    assert!(!ok0, "node 0 should fail on its save\n{err0}");
+    assert!(err0.contains("step-1"), "{err0}");
+    assert!(!ok1, "node 1 should not succeed without node 0\n{err1}");
+    assert!(err1.contains("PeerLost"), "node 1:\n{err1}");
+}
+
+#[test]
+fn two_nodes_train_the_same_model_as_two_local_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = tiny_recipe(dir.path());
+    let steps = ["--set", "train.steps=3", "--set", "train.grad_accum=1"];
+
+    // the reference: both peers in one process (this also prepares the data the nodes reuse)
+    let local_run = dir.path().join("local");
+    let mut args = steps.to_vec();
+    args.extend(["--devices", "0,1"]);
+    train(&recipe, &local_run, &args);
+
+    let nodes_run = dir.path().join("nodes");
+    let mut args = steps.to_vec();
+    args.extend(["--set", "train.zero_stage=2"]);
+    let outputs = run_two_nodes(dir.path(), &recipe, &nodes_run, &args);
     for (rank, (ok, stdout, stderr)) in outputs.iter().enumerate() {
         assert!(
             ok,
