@@ -14,8 +14,9 @@
 //! torchtitan's `reduce_dtype = float32`).
 //!
 //! # Order
-//! Gradients are reduced parameter by parameter in the module's visiting order (the same on every
-//! peer because the architecture is the same), never by `ParamId`: ids are random per process,
+//! Gradients are reduced in the module's visiting order (the same on every peer because the
+//! architecture is the same), consecutive gradients concatenated into buckets of about 128 MB of
+//! f32 (one all-reduce per bucket, as DDP), never by `ParamId`: ids are random per process,
 //! so Burn's own `GradientsParams::all_reduce` (which sorts by id) would pair different tensors
 //! across nodes that loaded the model separately.
 
@@ -141,7 +142,7 @@ impl<B: Backend> DataParallel<B> {
         Ok(crate::scalar::scalar(t))
     }
 
-    /// All-reduce (mean) every gradient of a parameter of `module`, in module order.
+    /// All-reduce (mean) every gradient of a parameter of `module`, in module order, in buckets.
     pub fn all_reduce_grads<AB, M>(
         &self,
         module: &M,
@@ -152,12 +153,15 @@ impl<B: Backend> DataParallel<B> {
         M: AutodiffModule<AB>,
     {
         let mut visitor = ReduceVisitor::<AB> {
-            _backend: std::marker::PhantomData,
             peer: self.peer,
             grads,
             error: None,
+            bucket_elems: crate::zero::DEFAULT_BUCKET_ELEMS,
+            pending: Vec::new(),
+            pending_elems: 0,
         };
         module.visit(&mut visitor);
+        visitor.flush();
         match visitor.error {
             Some(e) => Err(collective_err("all-reduce of the gradients", e)),
             None => Ok(visitor.grads),
@@ -272,11 +276,55 @@ impl<B: Backend> Collectives<B> for DataParallel<B> {
     }
 }
 
+/// All-reduces (mean) the gradients in module order, bucket by bucket: consecutive gradients of
+/// one dtype are concatenated into buckets of about [`crate::zero::DEFAULT_BUCKET_ELEMS`]
+/// elements (as DDP's and DeepSpeed's buckets), one collective per bucket instead of one per
+/// tensor. Between two peers each element's sum is `a + b` whatever its bucket, so the result is
+/// bit for bit the per-tensor one; with more, the ring's order of a sum depends on where an
+/// element falls, as for any all-reduce.
 struct ReduceVisitor<AB: AutodiffBackend> {
-    _backend: std::marker::PhantomData<AB>,
     peer: PeerId,
     grads: GradientsParams,
     error: Option<collective::CollectiveError>,
+    bucket_elems: usize,
+    pending: Vec<Pending<AB::InnerBackend>>,
+    pending_elems: usize,
+}
+
+/// A gradient waiting in the current bucket: flattened, and how to put its reduced value back.
+struct Pending<B: Backend> {
+    flat: Tensor<B, 1>,
+    put: Box<dyn FnOnce(Tensor<B, 1>, &mut GradientsParams)>,
+}
+
+impl<AB: AutodiffBackend> ReduceVisitor<AB> {
+    /// All-reduce the pending bucket and register its gradients.
+    fn flush(&mut self) {
+        if self.pending.is_empty() || self.error.is_some() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_elems = 0;
+        let flat: Vec<_> = pending.iter().map(|p| p.flat.clone()).collect();
+        let bucket = Tensor::cat(flat, 0);
+        let reduced = match collective::all_reduce::<AB::InnerBackend>(
+            self.peer,
+            bucket.into_primitive().tensor(),
+            ReduceOperation::Mean,
+        ) {
+            Ok(out) => Tensor::<AB::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(out)),
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
+        let mut at = 0;
+        for p in pending {
+            let n = p.flat.dims()[0];
+            (p.put)(reduced.clone().slice(at..at + n), &mut self.grads);
+            at += n;
+        }
+    }
 }
 
 impl<AB: AutodiffBackend> ModuleVisitor<AB> for ReduceVisitor<AB> {
@@ -287,16 +335,18 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for ReduceVisitor<AB> {
         let Some(grad) = self.grads.remove::<AB::InnerBackend, D>(param.id) else {
             return;
         };
-        match collective::all_reduce::<AB::InnerBackend>(
-            self.peer,
-            grad.into_primitive().tensor(),
-            ReduceOperation::Mean,
-        ) {
-            Ok(out) => self.grads.register(
-                param.id,
-                Tensor::<AB::InnerBackend, D>::from_primitive(TensorPrimitive::Float(out)),
-            ),
-            Err(e) => self.error = Some(e),
+        if (self.pending.first()).is_some_and(|p| p.flat.dtype() != grad.dtype()) {
+            self.flush();
+        }
+        let (id, dims) = (param.id, grad.dims());
+        let n = dims.iter().product::<usize>();
+        self.pending.push(Pending {
+            flat: grad.reshape([n]),
+            put: Box::new(move |t, grads| grads.register(id, t.reshape(dims))),
+        });
+        self.pending_elems += n;
+        if self.pending_elems >= self.bucket_elems {
+            self.flush();
         }
     }
 }
