@@ -247,6 +247,85 @@ fn cpu_row_kernel_equals_tensor_ops() {
     }
 }
 
+/// The CPU flash kernel (`Flex`'s override) against the tensor-op version it replaces, on the
+/// layout the model hands it: q/k/v as `[batch, heads, seq, d]` views of `[batch, seq, heads, d]`
+/// projections. Output, log-sum-exp and all three gradients, with GQA, windows, batch 2 and
+/// tiles that do not divide the sequence.
+#[test]
+fn cpu_flash_kernel_equals_tensor_ops() {
+    use burn::backend::Flex;
+    use burn::tensor::TensorPrimitive;
+    use graft_llama::ops::{flash, FusedOps};
+    let float = |t: burn::tensor::ops::FloatTensor<Flex>| {
+        values(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(t)))
+    };
+    let (batch, heads, kv_heads, d) = (2, 6, 2, 16);
+    for (seq, window, tile) in [
+        (70, None, 512),
+        (70, None, 16),
+        (133, Some(40), 32),
+        (9, Some(3), 4),
+        (65, None, 1),
+    ] {
+        // seq-major projections, viewed head-major as attention receives them
+        let view = |h: usize, seed: u64| {
+            random::<4>([batch, seq, h, d], seed)
+                .inner()
+                .swap_dims(1, 2)
+        };
+        let [q, k, v, grad] = [
+            view(heads, 11),
+            view(kv_heads, 12),
+            view(kv_heads, 13),
+            view(heads, 14),
+        ];
+        let options = FlashOptions::causal(d).with_window(window).with_tile(tile);
+        let what = format!("seq {seq}, window {window:?}, tile {tile}");
+
+        let (want_out, want_lse) = flash::forward(q.clone(), k.clone(), v.clone(), &options);
+        let prim = |t: &Tensor<Flex, 4>| t.clone().into_primitive().tensor();
+        let (out, lse) = Flex::flash_attention_with_lse(prim(&q), prim(&k), prim(&v), options);
+        let (out_t, lse_t) = (
+            Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(out.clone())),
+            Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(lse.clone())),
+        );
+        assert_eq!(out_t.dims(), [batch, heads, seq, d], "{what}");
+        assert_eq!(
+            lse_t.dims(),
+            [batch, kv_heads, heads / kv_heads, seq],
+            "{what}"
+        );
+        let diff = max_abs_diff(&float(out.clone()), &values(want_out.clone()));
+        assert!(diff <= 2e-6, "{what}: output differs by {diff}");
+        let diff = max_abs_diff(&float(lse.clone()), &values(want_lse.clone()));
+        assert!(diff <= 2e-6, "{what}: log-sum-exp differs by {diff}");
+
+        let want = flash::backward(
+            [q.clone(), k.clone(), v.clone()],
+            want_out,
+            want_lse,
+            grad.clone(),
+            &options,
+        );
+        let got = Flex::flash_attention_backward(
+            [prim(&q), prim(&k), prim(&v)],
+            out,
+            lse,
+            prim(&grad),
+            options,
+        );
+        for (name, (g, w)) in ["dq", "dk", "dv"].iter().zip(got.into_iter().zip(want)) {
+            assert_eq!(
+                Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(g.clone())).dims(),
+                w.dims(),
+                "{what}: {name} shape"
+            );
+            let diff = max_abs_diff(&float(g), &values(w));
+            assert!(diff <= 1e-5, "{what}: {name} differs by {diff}");
+        }
+    }
+}
+
 #[test]
 fn frozen_head_still_gives_the_hidden_gradient() {
     let targets: Vec<i64> = vec![3, 49, IGNORE_INDEX, 0, 17];

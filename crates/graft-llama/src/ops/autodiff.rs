@@ -15,14 +15,14 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor};
 
-use super::flash::{self, FlashOptions};
+use super::flash::FlashOptions;
 use super::linear_ce::{self, GradsWanted, LinearCeOptions};
 use super::{float, FusedOps};
 
 #[derive(Debug)]
 struct FlashBackward;
 
-impl<B: Backend> Backward<B, 3> for FlashBackward {
+impl<B: FusedOps> Backward<B, 3> for FlashBackward {
     /// `[q, k, v]`, the output, the log-sum-exp and the options.
     type State = (
         [FloatTensor<B>; 3],
@@ -32,12 +32,12 @@ impl<B: Backend> Backward<B, 3> for FlashBackward {
     );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = float::<B, 4>(grads.consume::<B>(&ops.node));
+        let grad = grads.consume::<B>(&ops.node);
         let (qkv, out, lse, options) = ops.state;
-        let d = flash::backward(qkv.map(float), float(out), float(lse), grad, &options);
+        let d = B::flash_attention_backward(qkv, out, lse, grad, options);
         for (node, g) in ops.parents.into_iter().zip(d) {
             if let Some(node) = node {
-                grads.register::<B>(node.id, g.into_primitive().tensor());
+                grads.register::<B>(node.id, g);
             }
         }
     }
@@ -78,10 +78,8 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         match FlashBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let qkv = [q.primitive, k.primitive, v.primitive];
-                let [tq, tk, tv] = qkv.clone().map(float::<B, 4>);
-                let (out, lse) = flash::forward(tq, tk, tv, &options);
-                let out = out.into_primitive().tensor();
-                let lse = lse.into_primitive().tensor();
+                let [tq, tk, tv] = qkv.clone();
+                let (out, lse) = B::flash_attention_with_lse(tq, tk, tv, options);
                 prep.finish((qkv, out.clone(), lse, options), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(

@@ -1,4 +1,4 @@
-//! [`FusedOps::cross_entropy_rows`] on the CPU backend: one pass per row, rows in parallel.
+//! [`super::FusedOps::cross_entropy_rows`] on the CPU backend: one pass per row, rows in parallel.
 //!
 //! The tensor-op version walks the `[rows, vocab]` logits five times (subtract the max, exp, sum,
 //! scale, scatter), each a fresh single-threaded pass over memory. Here each row (501 KB of f32 at
@@ -7,38 +7,31 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::IntTensor;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{linear_ce, FusedOps};
-
-impl FusedOps for Flex {
-    fn cross_entropy_rows(
-        logits: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        ignore_index: i64,
-        grad: bool,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        let fast = logits.dtype() == DType::F32
-            && logits.layout().is_contiguous()
-            && logits.layout().start_offset() == 0
-            && logits.layout().shape().num_dims() == 2;
-        if !fast {
-            return linear_ce::cross_entropy_rows_primitive::<Self>(
-                logits,
-                targets,
-                ignore_index,
-                grad,
-            );
-        }
-        let targets: Vec<i64> = Tensor::<Self, 1, Int>::from_primitive(targets)
-            .into_data()
-            .iter::<i64>()
-            .collect();
-        let (loss, logits) = rows_in_place(logits, &targets, ignore_index, grad);
-        (loss, grad.then_some(logits))
+/// [`super::FusedOps::cross_entropy_rows`] on f32 logits of the CPU backend, or its arguments
+/// back when the logits are not contiguous f32 rows (the tensor-op version then runs).
+pub(super) fn cross_entropy_rows(
+    logits: FlexTensor,
+    targets: IntTensor<Flex>,
+    ignore_index: i64,
+    grad: bool,
+) -> Result<(FlexTensor, Option<FlexTensor>), (FlexTensor, IntTensor<Flex>)> {
+    let fast = logits.dtype() == DType::F32
+        && logits.layout().is_contiguous()
+        && logits.layout().start_offset() == 0
+        && logits.layout().shape().num_dims() == 2;
+    if !fast {
+        return Err((logits, targets));
     }
+    let targets: Vec<i64> = Tensor::<Flex, 1, Int>::from_primitive(targets)
+        .into_data()
+        .iter::<i64>()
+        .collect();
+    let (loss, logits) = rows_in_place(logits, &targets, ignore_index, grad);
+    Ok((loss, grad.then_some(logits)))
 }
 
 /// Loss per row, and the rows turned into `softmax − one-hot` (zero on ignored rows) when `grad`.
@@ -96,7 +89,7 @@ const BLOCK: usize = 1024;
 const LANES: usize = 16;
 
 /// The largest element (lane-wise, so that it vectorises).
-fn row_max(row: &[f32]) -> f32 {
+pub(super) fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -139,7 +132,7 @@ fn exp_in_place(row: &mut [f32], max: f32) -> f64 {
 /// with `x = n·ln 2 + r`, `|r| ≤ ln 2 / 2`, and a degree-6 polynomial (Cephes `expf`; relative
 /// error below 2e-7). Arguments below −87 give 0.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

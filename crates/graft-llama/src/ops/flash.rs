@@ -10,7 +10,10 @@
 //! inputs' dtype (bf16 on GPU), as FlashAttention does.
 
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Int, Tensor};
+
+use super::float;
 
 /// Rows of queries and keys per tile unless set: a `[batch, heads, 512, 512]` f32 buffer is 32 MiB
 /// for Llama-3-8B's 32 heads.
@@ -213,6 +216,28 @@ pub fn forward<B: Backend>(
     let out = Tensor::cat(outs, 3).reshape([t.batch, t.kv_heads * t.n_rep, t.seq, t.head_dim]);
     let lse = Tensor::cat(lses, 3).reshape([t.batch, t.kv_heads, t.n_rep, t.seq]);
     (out, lse)
+}
+
+/// [`forward`] on primitives (the default of [`super::FusedOps::flash_attention_with_lse`]).
+pub(crate) fn forward_primitive<B: Backend>(
+    qkv: [FloatTensor<B>; 3],
+    options: &FlashOptions,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let [q, k, v] = qkv.map(float::<B, 4>);
+    let (out, lse) = forward(q, k, v, options);
+    (out.into_primitive().tensor(), lse.into_primitive().tensor())
+}
+
+/// [`backward`] on primitives (the default of [`super::FusedOps::flash_attention_backward`]).
+pub(crate) fn backward_primitive<B: Backend>(
+    qkv: [FloatTensor<B>; 3],
+    out: FloatTensor<B>,
+    lse: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: &FlashOptions,
+) -> [FloatTensor<B>; 3] {
+    let grads = backward::<B>(qkv.map(float), float(out), float(lse), float(grad), options);
+    grads.map(|g| g.into_primitive().tensor())
 }
 
 /// Gradients of `q`, `k`, `v` from the output gradient, recomputing each tile's probabilities

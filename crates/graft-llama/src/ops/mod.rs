@@ -13,7 +13,9 @@
 //! ([`autodiff`]), so nothing of size `seq × seq` or `tokens × vocab` is kept for backward.
 
 mod autodiff;
+mod cpu;
 mod cpu_ce;
+mod cpu_flash;
 pub mod flash;
 pub mod linear_ce;
 
@@ -34,11 +36,36 @@ pub trait FusedOps: Backend {
         v: FloatTensor<Self>,
         options: FlashOptions,
     ) -> FloatTensor<Self> {
-        let [q, k, v] = [q, k, v].map(float::<Self, 4>);
-        flash::forward(q, k, v, &options)
-            .0
-            .into_primitive()
-            .tensor()
+        Self::flash_attention_with_lse(q, k, v, options).0
+    }
+
+    /// The forward pass of [`flash_attention`] and what its backward needs besides the inputs:
+    /// the output and the per-row log-sum-exp of the scaled scores. The default is the tensor-op
+    /// version ([`flash::forward`]); the CPU backend overrides it with a kernel on f32 slices.
+    ///
+    /// # Shapes
+    /// - `q`: `[batch, heads, seq, head_dim]`; `k`, `v`: `[batch, kv_heads, seq, head_dim]`
+    /// - output: `([batch, heads, seq, head_dim], [batch, kv_heads, heads / kv_heads, seq])`
+    fn flash_attention_with_lse(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        options: FlashOptions,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        flash::forward_primitive::<Self>([q, k, v], &options)
+    }
+
+    /// Gradients of `q`, `k`, `v` from the output's gradient `grad`, recomputing the
+    /// probabilities from the log-sum-exp of [`FusedOps::flash_attention_with_lse`]; shapes as
+    /// there. The default is the tensor-op version ([`flash::backward`]).
+    fn flash_attention_backward(
+        qkv: [FloatTensor<Self>; 3],
+        out: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: FlashOptions,
+    ) -> [FloatTensor<Self>; 3] {
+        flash::backward_primitive::<Self>(qkv, out, lse, grad, &options)
     }
 
     /// Summed next-token cross-entropy of `hidden · weightᵀ` over chunks of tokens; see
