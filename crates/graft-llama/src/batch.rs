@@ -275,7 +275,7 @@ impl<B: Backend> Step<B> {
 ///
 /// # Shapes
 /// - `x`: `[rows, 1, hidden]`; output: the same
-fn decode_layer<B: Backend>(
+fn decode_layer<B: crate::ops::FusedOps>(
     layer: &DecoderLayer<B>,
     x: Tensor<B, 3>,
     step: &Step<B>,

@@ -2,10 +2,10 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::ops::{swiglu, FusedOps};
 use crate::proj::{Proj, ProjConfig};
 
 /// Configuration of an [`Mlp`].
@@ -15,7 +15,7 @@ pub struct MlpConfig {
     pub intermediate_size: usize,
 }
 
-/// `down(silu(gate(x)) · up(x))`.
+/// `down(silu(gate(x)) · up(x))`, the product as one op ([`swiglu`]).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     pub gate_proj: Proj<B>,
@@ -33,7 +33,7 @@ impl MlpConfig {
     }
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: FusedOps> Mlp<B> {
     /// # Shapes
     /// - input: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
@@ -41,9 +41,7 @@ impl<B: Backend> Mlp<B> {
         // 2-D matmuls: their weight gradients need no reduction over a batch axis.
         let [batch, seq, hidden] = x.dims();
         let x = x.reshape([batch * seq, hidden]);
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj
-            .forward(gate * self.up_proj.forward(x))
-            .reshape([batch, seq, hidden])
+        let h = swiglu(self.gate_proj.forward(x.clone()), self.up_proj.forward(x));
+        self.down_proj.forward(h).reshape([batch, seq, hidden])
     }
 }

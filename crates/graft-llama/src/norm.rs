@@ -3,7 +3,9 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
+
+use crate::ops::FusedOps;
 
 /// Configuration of an [`RmsNorm`].
 #[derive(Config, Debug)]
@@ -34,15 +36,13 @@ impl RmsNormConfig {
     }
 }
 
-impl<B: Backend> RmsNorm<B> {
+impl<B: FusedOps> RmsNorm<B> {
+    /// One op ([`crate::ops::rms_norm`]) that keeps only `x` and one f32 per row for backward.
+    ///
     /// # Shapes
     /// - input: `[..., d_model]`
     /// - output: `[..., d_model]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let dtype = x.dtype();
-        let x = x.cast(DType::F32);
-        let variance = x.clone().square().mean_dim(D - 1);
-        let normed = x * (variance + self.eps).sqrt().recip();
-        normed.cast(dtype) * self.weight.val().unsqueeze()
+        crate::ops::rms_norm(x, self.weight.val(), self.eps)
     }
 }

@@ -326,6 +326,69 @@ fn cpu_flash_kernel_equals_tensor_ops() {
     }
 }
 
+/// RMSNorm and SwiGLU: the CPU kernels (`Flex`'s overrides) against the tensor-op versions
+/// (the defaults, which other backends and dtypes run), values and gradients; and the fused ops
+/// under autodiff against the plain chain of tensor ops.
+#[test]
+fn cpu_row_ops_equal_tensor_ops() {
+    use burn::backend::Flex;
+    use burn::tensor::activation::silu;
+    use burn::tensor::TensorPrimitive;
+    use graft_llama::ops::{rms_norm, rows, swiglu, FusedOps};
+    let prim = |t: &Tensor<Flex, 2>| t.clone().into_primitive().tensor();
+    let tensor = |t| Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(t));
+    // rows not a multiple of the kernel's blocks; a width with a remainder of its 16 lanes
+    let (n, d) = (37, 50);
+    let x = random::<2>([n, d], 21).inner() * 3.0;
+    let w = random::<1>([d], 22).inner();
+    let dy = random::<2>([n, d], 23).inner();
+    let (want_y, want_rstd) = rows::rms_norm_forward(x.clone(), w.clone(), 1e-5);
+    let (y, rstd) = Flex::rms_norm_forward(prim(&x), w.clone().into_primitive().tensor(), 1e-5);
+    let (y, rstd) = (tensor(y), tensor(rstd));
+    assert!(max_abs_diff(&values(y), &values(want_y)) <= 1e-5);
+    assert!(max_abs_diff(&values(rstd.clone()), &values(want_rstd.clone())) <= 1e-6);
+    let (want_dx, want_dw) = rows::rms_norm_backward(x.clone(), w.clone(), want_rstd, dy.clone());
+    let (dx, dw) = Flex::rms_norm_backward(
+        prim(&x),
+        w.clone().into_primitive().tensor(),
+        prim(&rstd),
+        prim(&dy),
+    );
+    assert!(max_abs_diff(&values(tensor(dx)), &values(want_dx)) <= 1e-5);
+    let dw = Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(dw));
+    assert!(max_abs_diff(&values(dw), &values(want_dw)) <= 1e-4);
+
+    let (g, u) = (random::<2>([n, d], 24).inner() * 6.0, random::<2>([n, d], 25).inner());
+    let want_h = rows::swiglu_forward(g.clone(), u.clone());
+    let h = tensor(Flex::swiglu(prim(&g), prim(&u)));
+    assert!(max_abs_diff(&values(h), &values(want_h)) <= 1e-5);
+    let (want_dg, want_du) = rows::swiglu_backward(g.clone(), u.clone(), dy.clone());
+    let (dg, du) = Flex::swiglu_backward(prim(&g), prim(&u), prim(&dy));
+    assert!(max_abs_diff(&values(tensor(dg)), &values(want_dg)) <= 1e-5);
+    assert!(max_abs_diff(&values(tensor(du)), &values(want_du)) <= 1e-5);
+
+    // under autodiff: the fused ops' gradients are those of the plain chain of tensor ops
+    let grads_of = |fused: bool| {
+        let (x, w) = (random::<3>([2, 9, d], 26).require_grad(), random::<1>([d], 27).require_grad());
+        let (g, u) = (random::<2>([18, d], 28).require_grad(), random::<2>([18, d], 29).require_grad());
+        let (y, h) = if fused {
+            (rms_norm(x.clone(), w.clone(), 1e-5), swiglu(g.clone(), u.clone()))
+        } else {
+            let rstd = (x.clone().square().mean_dim(2) + 1e-5).sqrt().recip();
+            (x.clone() * rstd * w.clone().unsqueeze(), silu(g.clone()) * u.clone())
+        };
+        let loss = (y * random::<3>([2, 9, d], 30)).sum() + (h * random::<2>([18, d], 31)).sum();
+        let grads = loss.backward();
+        vec![
+            values(x.grad(&grads).expect("dx")),
+            values(w.grad(&grads).expect("dw")),
+            values(g.grad(&grads).expect("dg")),
+            values(u.grad(&grads).expect("du")),
+        ]
+    };
+    assert_close(&grads_of(true), &grads_of(false), 2e-5, "fused vs plain autodiff");
+}
+
 #[test]
 fn frozen_head_still_gives_the_hidden_gradient() {
     let targets: Vec<i64> = vec![3, 49, IGNORE_INDEX, 0, 17];

@@ -194,18 +194,18 @@ pub fn attention_tile_bytes(config: &LlamaConfig, batch: u64, seq: u64) -> u64 {
 }
 
 /// Bytes one decoder layer keeps per token for its backward pass under autodiff (what the ops
-/// of `DecoderLayer::forward` save): the two RMSNorms' f32 inputs and outputs, q/k/v, their
-/// rotated halves and RoPE outputs, the attention output (and its contiguous copy for `o_proj`),
-/// one f32 log-sum-exp per head, and the MLP's gate, SiLU, up and product.
+/// of `DecoderLayer::forward` save): each RMSNorm's input and output and one f32 `rstd`
+/// ([`crate::ops::rms_norm`]), q/k/v, their rotated halves and RoPE outputs, the attention output
+/// (written seq-major, so `o_proj`'s input is a view of it) and one f32 log-sum-exp per head, and
+/// the MLP's gate, up and product ([`crate::ops::swiglu`] keeps only its inputs).
 pub fn layer_bytes_per_token(config: &LlamaConfig, dtype: DTypeSize) -> u64 {
     let c = config;
     let q = (c.num_attention_heads * c.head_dim) as u64;
     let kv = (c.num_key_value_heads * c.head_dim) as u64;
     let (h, i) = (c.hidden_size as u64, c.intermediate_size as u64);
-    let elems = 2 * h + 5 * q + 4 * kv + 4 * i;
-    // the norms' inputs are taken to f32 (a copy unless the model is f32)
-    let norm_inputs = 2 * h * 4;
-    elems * dtype.bytes() + norm_inputs + c.num_attention_heads as u64 * 4
+    let elems = 4 * h + 4 * q + 4 * kv + 3 * i;
+    let rstd = 2 * 4;
+    elems * dtype.bytes() + rstd + c.num_attention_heads as u64 * 4
 }
 
 /// Activations of a training step over `batch × seq` tokens without checkpointing (full

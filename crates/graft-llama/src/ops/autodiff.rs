@@ -67,7 +67,80 @@ impl<B: Backend> Backward<B, 2> for LinearCeBackward {
     }
 }
 
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: FusedOps> Backward<B, 2> for RmsNormBackward {
+    /// `x`, the weight and `rstd`.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<B>(&ops.node);
+        let (x, weight, rstd) = ops.state;
+        let (dx, dw) = B::rms_norm_backward(x, weight, rstd, dy);
+        let [x_node, w_node] = ops.parents;
+        for (node, g) in [(x_node, dx), (w_node, dw)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl<B: FusedOps> Backward<B, 2> for SwigluBackward {
+    /// `gate` and `up`.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dh = grads.consume::<B>(&ops.node);
+        let (gate, up) = ops.state;
+        let (dg, du) = B::swiglu_backward(gate, up, dh);
+        let [g_node, u_node] = ops.parents;
+        for (node, g) in [(g_node, dg), (u_node, du)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let nodes = [x.node.clone(), weight.node.clone()];
+        match RmsNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, rstd) =
+                    B::rms_norm_forward(x.primitive.clone(), weight.primitive.clone(), eps);
+                prep.finish((x.primitive, weight.primitive, rstd), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::rms_norm(x.primitive, weight.primitive, eps))
+            }
+        }
+    }
+
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let nodes = [gate.node.clone(), up.node.clone()];
+        match SwigluBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let h = B::swiglu(gate.primitive.clone(), up.primitive.clone());
+                prep.finish((gate.primitive, up.primitive), h)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::swiglu(gate.primitive, up.primitive)),
+        }
+    }
+
     fn flash_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

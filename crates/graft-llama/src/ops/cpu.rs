@@ -1,10 +1,11 @@
-//! [`FusedOps`] on the CPU backend: the fused ops on f32 slices ([`cpu_flash`], [`cpu_ce`]),
+//! [`FusedOps`] on the CPU backend: the fused ops on f32 slices ([`cpu_flash`], [`cpu_ce`],
+//! [`cpu_rows`]),
 //! and the tensor-op versions for other dtypes.
 
 use burn::backend::Flex;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use super::{cpu_ce, cpu_flash, flash, linear_ce, FlashOptions, FusedOps};
+use super::{cpu_ce, cpu_flash, cpu_rows, flash, float, linear_ce, rows, FlashOptions, FusedOps};
 
 impl FusedOps for Flex {
     fn flash_attention_with_lse(
@@ -35,16 +36,63 @@ impl FusedOps for Flex {
         }
     }
 
+    fn rms_norm_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if cpu_rows::supports(&[&x, &weight]) {
+            return cpu_rows::rms_norm_forward(&x, &weight, eps);
+        }
+        let (y, rstd) = rows::rms_norm_forward(float::<Self, 2>(x), float(weight), eps);
+        (y.into_primitive().tensor(), rstd.into_primitive().tensor())
+    }
+
+    fn rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if cpu_rows::supports(&[&x, &weight, &rstd, &dy]) {
+            return cpu_rows::rms_norm_backward(&x, &weight, &rstd, &dy);
+        }
+        let (dx, dw) =
+            rows::rms_norm_backward(float::<Self, 2>(x), float(weight), float(rstd), float(dy));
+        (dx.into_primitive().tensor(), dw.into_primitive().tensor())
+    }
+
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        if cpu_rows::supports(&[&gate, &up]) {
+            return cpu_rows::swiglu_forward(&gate, &up);
+        }
+        rows::swiglu_forward(float::<Self, 2>(gate), float(up))
+            .into_primitive()
+            .tensor()
+    }
+
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if cpu_rows::supports(&[&gate, &up, &dh]) {
+            return cpu_rows::swiglu_backward(&gate, &up, &dh);
+        }
+        let (dg, du) = rows::swiglu_backward(float::<Self, 2>(gate), float(up), float(dh));
+        (dg.into_primitive().tensor(), du.into_primitive().tensor())
+    }
+
     fn cross_entropy_rows(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
         ignore_index: i64,
         grad: bool,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        cpu_ce::cross_entropy_rows(logits, targets, ignore_index, grad).unwrap_or_else(
-            |(logits, targets)| {
-                linear_ce::cross_entropy_rows_primitive::<Self>(logits, targets, ignore_index, grad)
-            },
-        )
+        if cpu_ce::supports(&logits) {
+            cpu_ce::cross_entropy_rows(logits, targets, ignore_index, grad)
+        } else {
+            linear_ce::cross_entropy_rows_primitive::<Self>(logits, targets, ignore_index, grad)
+        }
     }
 }

@@ -11,27 +11,27 @@ use burn::tensor::ops::IntTensor;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-/// [`super::FusedOps::cross_entropy_rows`] on f32 logits of the CPU backend, or its arguments
-/// back when the logits are not contiguous f32 rows (the tensor-op version then runs).
+/// Whether [`cross_entropy_rows`] takes these logits: contiguous f32 rows.
+pub(super) fn supports(logits: &FlexTensor) -> bool {
+    logits.dtype() == DType::F32
+        && logits.layout().is_contiguous()
+        && logits.layout().start_offset() == 0
+        && logits.layout().shape().num_dims() == 2
+}
+
+/// [`super::FusedOps::cross_entropy_rows`] on logits that [`supports`] takes.
 pub(super) fn cross_entropy_rows(
     logits: FlexTensor,
     targets: IntTensor<Flex>,
     ignore_index: i64,
     grad: bool,
-) -> Result<(FlexTensor, Option<FlexTensor>), (FlexTensor, IntTensor<Flex>)> {
-    let fast = logits.dtype() == DType::F32
-        && logits.layout().is_contiguous()
-        && logits.layout().start_offset() == 0
-        && logits.layout().shape().num_dims() == 2;
-    if !fast {
-        return Err((logits, targets));
-    }
+) -> (FlexTensor, Option<FlexTensor>) {
     let targets: Vec<i64> = Tensor::<Flex, 1, Int>::from_primitive(targets)
         .into_data()
         .iter::<i64>()
         .collect();
     let (loss, logits) = rows_in_place(logits, &targets, ignore_index, grad);
-    Ok((loss, grad.then_some(logits)))
+    (loss, grad.then_some(logits))
 }
 
 /// Loss per row, and the rows turned into `softmax − one-hot` (zero on ignored rows) when `grad`.

@@ -175,7 +175,8 @@ impl Tiling {
     }
 }
 
-/// The output and the per-row log-sum-exp of the scores (f32, what [`backward`] needs).
+/// The output and the per-row log-sum-exp of the scores (f32, what [`backward`] needs). The
+/// output is a `[batch, heads, seq, head_dim]` view of a `[batch, seq, heads, head_dim]` buffer.
 ///
 /// # Shapes
 /// - `q`: `[batch, heads, seq, head_dim]`; `k`, `v`: `[batch, kv_heads, seq, head_dim]`
@@ -210,10 +211,16 @@ pub fn forward<B: Backend>(
             acc = acc * decay + p.cast(dtype).matmul(t.kv_block(&v, j)).cast(DType::F32);
             max = new_max;
         }
-        outs.push(t.unstack((acc / sum.clone()).cast(dtype), rows));
+        // seq-major, `[batch, rows, kv_heads, n_rep, head_dim]`: the caller's `o_proj` input
+        // (`[batch · seq, heads · head_dim]`) is then a view of the output, not a copy
+        let out_i = t.unstack((acc / sum.clone()).cast(dtype), rows);
+        outs.push(out_i.permute([0, 3, 1, 2, 4]));
         lses.push(t.unstack(max + sum.log(), rows));
     }
-    let out = Tensor::cat(outs, 3).reshape([t.batch, t.kv_heads * t.n_rep, t.seq, t.head_dim]);
+    let heads = t.kv_heads * t.n_rep;
+    let out = Tensor::cat(outs, 1)
+        .reshape([t.batch, t.seq, heads, t.head_dim])
+        .swap_dims(1, 2);
     let lse = Tensor::cat(lses, 3).reshape([t.batch, t.kv_heads, t.n_rep, t.seq]);
     (out, lse)
 }

@@ -16,8 +16,10 @@ mod autodiff;
 mod cpu;
 mod cpu_ce;
 mod cpu_flash;
+mod cpu_rows;
 pub mod flash;
 pub mod linear_ce;
+pub mod rows;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{FloatTensor, IntTensor};
@@ -89,6 +91,50 @@ pub trait FusedOps: Backend {
         .tensor()
     }
 
+    /// RMSNorm over the last axis of `[rows, d]` as one op; see [`rms_norm`].
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        Self::rms_norm_forward(x, weight, eps).0
+    }
+
+    /// [`rows::rms_norm_forward`]: the output and `rstd` (`[rows, 1]`, f32).
+    fn rms_norm_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (y, rstd) = rows::rms_norm_forward(float::<Self, 2>(x), float(weight), eps);
+        (y.into_primitive().tensor(), rstd.into_primitive().tensor())
+    }
+
+    /// [`rows::rms_norm_backward`]: `(d x, d weight)`.
+    fn rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dw) =
+            rows::rms_norm_backward(float::<Self, 2>(x), float(weight), float(rstd), float(dy));
+        (dx.into_primitive().tensor(), dw.into_primitive().tensor())
+    }
+
+    /// `silu(gate) · up` as one op; see [`swiglu`].
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        rows::swiglu_forward(float::<Self, 2>(gate), float(up))
+            .into_primitive()
+            .tensor()
+    }
+
+    /// [`rows::swiglu_backward`]: `(d gate, d up)`.
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        dh: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dg, du) = rows::swiglu_backward(float::<Self, 2>(gate), float(up), float(dh));
+        (dg.into_primitive().tensor(), du.into_primitive().tensor())
+    }
+
     /// Per-row cross-entropy of a chunk of logits and, with `grad`, its gradient; see
     /// [`linear_ce::cross_entropy_rows`] (the default). The CPU backend overrides it with one
     /// parallel pass per row (`cpu_ce.rs`).
@@ -132,6 +178,41 @@ pub fn flash_attention<B: FusedOps>(
 ) -> Tensor<B, 4> {
     let [q, k, v] = [q, k, v].map(|t| t.into_primitive().tensor());
     float(B::flash_attention(q, k, v, options))
+}
+
+/// `x · rsqrt(mean(x²) + eps) · weight` over the last axis (HF `LlamaRMSNorm`: normalized in
+/// f32, cast to `x`'s dtype, then weighted), as one differentiable op that keeps only `x` and one
+/// f32 `rstd` per row for backward.
+///
+/// # Shapes
+/// - `x`: `[..., d]`; `weight`: `[d]`
+/// - output: `[..., d]`
+pub fn rms_norm<B: FusedOps, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let shape = x.shape();
+    let [d] = weight.dims();
+    let x = x.reshape([shape.num_elements() / d.max(1), d]);
+    let y = B::rms_norm(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        eps,
+    );
+    float::<B, 2>(y).reshape(shape)
+}
+
+/// `silu(gate) · up` (Llama's SwiGLU), as one differentiable op that keeps only its inputs.
+///
+/// # Shapes
+/// - `gate`, `up`: `[rows, d]`
+/// - output: `[rows, d]`
+pub fn swiglu<B: FusedOps>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
+    float(B::swiglu(
+        gate.into_primitive().tensor(),
+        up.into_primitive().tensor(),
+    ))
 }
 
 /// Sum over the non-ignored targets of `-log softmax(hidden · weightᵀ)[target]`, computed over
