@@ -272,6 +272,8 @@ fn compare_cpu(
     );
     let step = measure_step(&dir, shape, reps)?;
     drop(tmp);
+    tracing::info!("f32 matmul rate at the MLP's shape");
+    let matmul_gflops = matmul_rate(shape, reps);
 
     let torch = if args.no_torch {
         torch::Baseline::Unavailable("skipped (--no-torch)".into())
@@ -290,6 +292,8 @@ fn compare_cpu(
         raw_read_s,
         load,
         step,
+        matmul_gflops,
+        flops_per_token: step_report::flops_per_token(&config.llama, shape.seq),
         torch,
         load_avg_start,
         load_avg_end: load_average(),
@@ -432,6 +436,30 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
         runs.push((f, b));
     }
     Ok(StepSummary::new(shape.seq, warm_fwd + warm_bwd, loss, runs))
+}
+
+/// The backend's matmul rate on this machine in GFLOP/s: the best of `reps` rounds of 8 products
+/// `[seq, hidden] · [hidden, ffn]` (the MLP's projections), on the threads the step used. It
+/// bounds the step: nearly all of a training step's FLOPs are such products.
+fn matmul_rate(shape: &Shape, reps: usize) -> f64 {
+    use burn::tensor::{backend::Backend as _, Distribution};
+    const ROUNDS: usize = 8;
+    let device = device();
+    let a = Tensor::<Backend, 2>::random([shape.seq, shape.hidden], Distribution::Default, &device);
+    let b = Tensor::<Backend, 2>::random([shape.hidden, shape.ffn], Distribution::Default, &device);
+    let flops = 2.0 * (shape.seq * shape.hidden * shape.ffn) as f64 * ROUNDS as f64;
+    let mut best = f64::INFINITY;
+    for rep in 0..=reps.max(2) {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            drop(a.clone().matmul(b.clone()));
+        }
+        let _ = Backend::sync(&device);
+        if rep > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    flops / best / 1e9
 }
 
 /// The 1-minute load average (`/proc/loadavg`), for judging how noisy the numbers are.

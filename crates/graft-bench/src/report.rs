@@ -75,6 +75,10 @@ pub struct ModelReport {
     pub raw_read_s: f64,
     pub load: LoadSummary,
     pub step: StepSummary,
+    /// The backend's f32 matmul rate at the MLP's shape, GFLOP/s (the step's ceiling).
+    pub matmul_gflops: f64,
+    /// Model FLOPs per token of the step (6·N + attention, as torchtitan).
+    pub flops_per_token: f64,
     pub torch: Baseline,
     pub load_avg_start: Option<f64>,
     pub load_avg_end: Option<f64>,
@@ -90,6 +94,11 @@ impl ModelReport {
 
     fn load_vs_raw(&self) -> f64 {
         self.load.best_s / self.raw_read_s
+    }
+
+    /// Tokens/s of a step that ran at the matmul rate throughout.
+    fn ceiling_tok_s(&self) -> f64 {
+        self.matmul_gflops * 1e9 / self.flops_per_token
     }
 }
 
@@ -166,6 +175,13 @@ pub fn print_text(r: &ModelReport) {
         "\ngraft step: forward+loss {fwd:.2} s + backward {bwd:.2} s (best of {}); warm-up {:.2} s; loss {:.3} (ln vocab = {:.3})",
         r.step.runs.len(), r.step.warmup_s, r.step.loss, (s.vocab as f64).ln()
     );
+    let ceiling = r.ceiling_tok_s();
+    println!(
+        "matmul ceiling: {:.0} GFLOP/s f32 ([{}x{}]·[{}x{}] through Burn, same threads) = {:.1} tokens/s at {:.2} GFLOP/token (6·N + attention); graft at {:.0}% of it{}",
+        r.matmul_gflops, s.seq, s.hidden, s.hidden, s.ffn, ceiling, r.flops_per_token / 1e9,
+        100.0 * r.step.best_tok_s / ceiling,
+        t.map_or(String::new(), |t| format!(", PyTorch at {:.0}%", 100.0 * t.fwd_bwd_tok_s / ceiling))
+    );
     let growth = r.load.peak_rss.saturating_sub(r.load.rss_before);
     println!(
         "graft load peak RSS: {:.1} MB = {:.2}x the bf16 file, {:.2}x the f32 model (process before load {:.1} MB, growth {:.1} MB = {:.2}x f32; after load {:.1} MB; weights in {})",
@@ -197,6 +213,8 @@ pub fn to_json(r: &ModelReport) -> serde_json::Value {
         "peak_rss_vs_file": r.load.peak_rss as f64 / r.file_bytes as f64,
         "peak_rss_vs_f32_model": r.load.peak_rss as f64 / r.f32_bytes as f64,
         "step": r.step,
+        "matmul_gflops": r.matmul_gflops,
+        "ceiling_tok_s": r.ceiling_tok_s(),
         "torch": t,
         "torch_unavailable": match &r.torch { Baseline::Unavailable(why) => Some(why), _ => None },
         "tok_s_vs_torch": t.map(|t| r.step.best_tok_s / t.fwd_bwd_tok_s),

@@ -178,8 +178,9 @@ pub fn load_weights<B: Backend>(model: &mut Llama<B>, dir: &Path) -> Result<()> 
                 path: shard.path.clone(),
                 message: e.to_string(),
             })?;
-            let data =
-                to_float_data::<B>(&shard.path, &name, view.dtype(), view.shape(), view.data())?;
+            let release = |bytes: &[u8]| shard.release(bytes);
+            let source = (view.dtype(), view.shape(), view.data());
+            let data = to_float_data::<B>(&shard.path, &name, source, &release)?;
             model.set_param_data(key, data)?;
             shard.release(view.data());
             loaded += 1;
@@ -274,13 +275,13 @@ fn check_dtype(path: &Path, name: &str, dtype: Dtype) -> Result<()> {
 /// One tensor as host data for a backend of float element `B::FloatElem`: bf16/f16 weights for an
 /// f32 backend are widened here, straight from the map into the tensor's own buffer ([`widen`]:
 /// one pass, in parallel, as PyTorch's `.float()`); anything else is [`to_tensor_data`] and
-/// converted on upload.
+/// converted on upload. `release` gets each widened slab of `bytes` (the loader drops its mapped
+/// pages), so that a large tensor's source and f32 copy coexist only one slab at a time.
 fn to_float_data<B: Backend>(
     path: &Path,
     name: &str,
-    dtype: Dtype,
-    shape: &[usize],
-    bytes: &[u8],
+    (dtype, shape, bytes): (Dtype, &[usize], &[u8]),
+    release: &(dyn Fn(&[u8]) + Sync),
 ) -> Result<TensorData> {
     use burn::tensor::{DType, Element};
     if B::FloatElem::dtype() != DType::F32 {
@@ -292,7 +293,10 @@ fn to_float_data<B: Backend>(
         _ => return to_tensor_data(path, name, dtype, shape, bytes),
     };
     // `TensorData::new` takes the Vec's allocation as is: the tensor is this buffer, no copy.
-    Ok(TensorData::new(widen(half, bytes), shape))
+    Ok(TensorData::new(
+        widen_releasing(half, bytes, release),
+        shape,
+    ))
 }
 
 /// A 16-bit float format of checkpoint bytes.
@@ -308,18 +312,38 @@ pub(crate) enum Half {
 /// nothing, small enough that both cores share even a small tensor.
 const WIDEN_CHUNK: usize = 1 << 16;
 
+/// [`widen_releasing`] without a release (tests).
+#[cfg(test)]
+fn widen(half: Half, bytes: &[u8]) -> Vec<f32> {
+    widen_releasing(half, bytes, &|_| ())
+}
+
+/// Elements per slab of [`widen_releasing`] (8 MB of 16-bit source); a multiple of `WIDEN_CHUNK`.
+const WIDEN_SLAB: usize = 64 * WIDEN_CHUNK;
+
 /// Widens little-endian 16-bit floats to f32, in parallel over chunks (rayon's pool, i.e.
 /// `RAYON_NUM_THREADS`), writing straight into the returned buffer: no intermediate copy. The
 /// buffer comes from `calloc`, so its pages are first touched (faulted in) by the converting
 /// threads, in parallel too. A trailing odd byte is ignored (safetensors sizes are checked
 /// before this is called).
-pub(crate) fn widen(half: Half, bytes: &[u8]) -> Vec<f32> {
+///
+/// Slab by slab ([`WIDEN_SLAB`]): each converted slab of `bytes` goes to `release` (the loader
+/// drops its mapped pages), so the source and the f32 copy of a large tensor coexist one slab at
+/// a time.
+pub(crate) fn widen_releasing(
+    half: Half,
+    bytes: &[u8],
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Vec<f32> {
     use rayon::prelude::*;
     let mut out = vec![0f32; bytes.len() / 2];
     advise_huge_pages(&mut out);
-    out.par_chunks_mut(WIDEN_CHUNK)
-        .zip(bytes.par_chunks(2 * WIDEN_CHUNK))
-        .for_each(|(dst, src)| widen_chunk(half, src, dst));
+    for (dst, src) in out.chunks_mut(WIDEN_SLAB).zip(bytes.chunks(2 * WIDEN_SLAB)) {
+        dst.par_chunks_mut(WIDEN_CHUNK)
+            .zip(src.par_chunks(2 * WIDEN_CHUNK))
+            .for_each(|(dst, src)| widen_chunk(half, src, dst));
+        release(src);
+    }
     out
 }
 
@@ -440,6 +464,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Over several slabs and a partial last one: every source byte is released exactly once, in
+    /// order, and only after its slab was widened (the values equal one-pass widening).
+    #[test]
+    fn widen_releases_each_slab_once() {
+        let n = 2 * WIDEN_SLAB + 5;
+        let (bytes, _) = patterns(n, 0);
+        let released = std::sync::Mutex::new(Vec::new());
+        let base = bytes.as_ptr() as usize;
+        let release = |b: &[u8]| {
+            released
+                .lock()
+                .unwrap()
+                .push((b.as_ptr() as usize - base, b.len()))
+        };
+        let wide = widen_releasing(Half::Bf16, &bytes, &release);
+        let want = widen(Half::Bf16, &bytes);
+        assert!(wide
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits() || a.is_nan()));
+        let released = released.into_inner().unwrap();
+        assert_eq!(released.len(), 3);
+        let mut next = 0;
+        for (start, len) in released {
+            assert_eq!(
+                start, next,
+                "slabs released in order, without gaps or overlaps"
+            );
+            next += len;
+        }
+        assert_eq!(next, bytes.len());
     }
 
     #[test]

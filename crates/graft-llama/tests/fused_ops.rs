@@ -358,7 +358,10 @@ fn cpu_row_ops_equal_tensor_ops() {
     let dw = Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(dw));
     assert!(max_abs_diff(&values(dw), &values(want_dw)) <= 1e-4);
 
-    let (g, u) = (random::<2>([n, d], 24).inner() * 6.0, random::<2>([n, d], 25).inner());
+    let (g, u) = (
+        random::<2>([n, d], 24).inner() * 6.0,
+        random::<2>([n, d], 25).inner(),
+    );
     let want_h = rows::swiglu_forward(g.clone(), u.clone());
     let h = tensor(Flex::swiglu(prim(&g), prim(&u)));
     assert!(max_abs_diff(&values(h), &values(want_h)) <= 1e-5);
@@ -369,13 +372,25 @@ fn cpu_row_ops_equal_tensor_ops() {
 
     // under autodiff: the fused ops' gradients are those of the plain chain of tensor ops
     let grads_of = |fused: bool| {
-        let (x, w) = (random::<3>([2, 9, d], 26).require_grad(), random::<1>([d], 27).require_grad());
-        let (g, u) = (random::<2>([18, d], 28).require_grad(), random::<2>([18, d], 29).require_grad());
+        let (x, w) = (
+            random::<3>([2, 9, d], 26).require_grad(),
+            random::<1>([d], 27).require_grad(),
+        );
+        let (g, u) = (
+            random::<2>([18, d], 28).require_grad(),
+            random::<2>([18, d], 29).require_grad(),
+        );
         let (y, h) = if fused {
-            (rms_norm(x.clone(), w.clone(), 1e-5), swiglu(g.clone(), u.clone()))
+            (
+                rms_norm(x.clone(), w.clone(), 1e-5),
+                swiglu(g.clone(), u.clone()),
+            )
         } else {
             let rstd = (x.clone().square().mean_dim(2) + 1e-5).sqrt().recip();
-            (x.clone() * rstd * w.clone().unsqueeze(), silu(g.clone()) * u.clone())
+            (
+                x.clone() * rstd * w.clone().unsqueeze(),
+                silu(g.clone()) * u.clone(),
+            )
         };
         let loss = (y * random::<3>([2, 9, d], 30)).sum() + (h * random::<2>([18, d], 31)).sum();
         let grads = loss.backward();
@@ -386,7 +401,12 @@ fn cpu_row_ops_equal_tensor_ops() {
             values(u.grad(&grads).expect("du")),
         ]
     };
-    assert_close(&grads_of(true), &grads_of(false), 2e-5, "fused vs plain autodiff");
+    assert_close(
+        &grads_of(true),
+        &grads_of(false),
+        2e-5,
+        "fused vs plain autodiff",
+    );
 }
 
 #[test]
