@@ -3,6 +3,7 @@
 //! Thin glue: every subcommand parses its arguments here and calls into the library crates.
 
 mod cmd;
+mod huge_pages;
 mod progress;
 
 use graft_train::backend;
@@ -56,6 +57,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    huge_pages::ensure();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match cli.command {
