@@ -272,8 +272,13 @@ fn compare_cpu(
     );
     let step = measure_step(&dir, shape, reps)?;
     drop(tmp);
-    tracing::info!("f32 matmul rate at the MLP's shape");
-    let matmul_gflops = matmul_rate(shape, reps);
+    tracing::info!("f32 matmul rates at the MLP's and the LM head's shapes");
+    let ceiling = report::Ceiling {
+        layers_gflops: matmul_rate([shape.seq, shape.hidden, shape.ffn], reps),
+        head_gflops: matmul_rate([shape.seq, shape.hidden, shape.vocab], reps),
+        flops_per_token: step_report::flops_per_token(&config.llama, shape.seq),
+        head_flops_per_token: 6.0 * (shape.vocab * shape.hidden) as f64,
+    };
 
     let torch = if args.no_torch {
         torch::Baseline::Unavailable("skipped (--no-torch)".into())
@@ -292,8 +297,7 @@ fn compare_cpu(
         raw_read_s,
         load,
         step,
-        matmul_gflops,
-        flops_per_token: step_report::flops_per_token(&config.llama, shape.seq),
+        ceiling,
         torch,
         load_avg_start,
         load_avg_end: load_average(),
@@ -438,20 +442,19 @@ fn measure_step(dir: &Path, shape: &Shape, reps: usize) -> anyhow::Result<StepSu
     Ok(StepSummary::new(shape.seq, warm_fwd + warm_bwd, loss, runs))
 }
 
-/// The backend's matmul rate on this machine in GFLOP/s: the best of `reps` rounds of 8 products
-/// `[seq, hidden] · [hidden, ffn]` (the MLP's projections), on the threads the step used. It
-/// bounds the step: nearly all of a training step's FLOPs are such products.
-fn matmul_rate(shape: &Shape, reps: usize) -> f64 {
+/// The backend's f32 matmul rate on this machine in GFLOP/s for `[m, k] · [k, n]`: the best of
+/// `reps` timed rounds of products of about 1 GFLOP each, on the threads the step used.
+fn matmul_rate([m, k, n]: [usize; 3], reps: usize) -> f64 {
     use burn::tensor::{backend::Backend as _, Distribution};
-    const ROUNDS: usize = 8;
     let device = device();
-    let a = Tensor::<Backend, 2>::random([shape.seq, shape.hidden], Distribution::Default, &device);
-    let b = Tensor::<Backend, 2>::random([shape.hidden, shape.ffn], Distribution::Default, &device);
-    let flops = 2.0 * (shape.seq * shape.hidden * shape.ffn) as f64 * ROUNDS as f64;
+    let a = Tensor::<Backend, 2>::random([m, k], Distribution::Default, &device);
+    let b = Tensor::<Backend, 2>::random([k, n], Distribution::Default, &device);
+    let one = 2.0 * (m * k * n) as f64;
+    let rounds = (1e9 / one).ceil().max(1.0) as usize;
     let mut best = f64::INFINITY;
     for rep in 0..=reps.max(2) {
         let start = Instant::now();
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             drop(a.clone().matmul(b.clone()));
         }
         let _ = Backend::sync(&device);
@@ -459,7 +462,7 @@ fn matmul_rate(shape: &Shape, reps: usize) -> f64 {
             best = best.min(start.elapsed().as_secs_f64());
         }
     }
-    flops / best / 1e9
+    one * rounds as f64 / best / 1e9
 }
 
 /// The 1-minute load average (`/proc/loadavg`), for judging how noisy the numbers are.

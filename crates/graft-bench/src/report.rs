@@ -75,10 +75,8 @@ pub struct ModelReport {
     pub raw_read_s: f64,
     pub load: LoadSummary,
     pub step: StepSummary,
-    /// The backend's f32 matmul rate at the MLP's shape, GFLOP/s (the step's ceiling).
-    pub matmul_gflops: f64,
-    /// Model FLOPs per token of the step (6·N + attention, as torchtitan).
-    pub flops_per_token: f64,
+    /// The step's ceiling: its FLOPs at the backend's matmul rates.
+    pub ceiling: Ceiling,
     pub torch: Baseline,
     pub load_avg_start: Option<f64>,
     pub load_avg_end: Option<f64>,
@@ -95,10 +93,28 @@ impl ModelReport {
     fn load_vs_raw(&self) -> f64 {
         self.load.best_s / self.raw_read_s
     }
+}
 
-    /// Tokens/s of a step that ran at the matmul rate throughout.
-    fn ceiling_tok_s(&self) -> f64 {
-        self.matmul_gflops * 1e9 / self.flops_per_token
+/// What bounds a training step on this machine: nearly all of its FLOPs are matrix products of
+/// two shapes, the layers' (`[seq, hidden] · [hidden, ffn]` measured) and the LM head's
+/// (`[seq, hidden] · [hidden, vocab]`), so a step cannot beat those FLOPs at those rates.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceiling {
+    /// f32 GFLOP/s of the backend at the MLP's shape.
+    pub layers_gflops: f64,
+    /// f32 GFLOP/s of the backend at the LM head's shape.
+    pub head_gflops: f64,
+    /// Model FLOPs per token (6·N + attention, as torchtitan).
+    pub flops_per_token: f64,
+    /// The LM head's share of them (6 · vocab · hidden).
+    pub head_flops_per_token: f64,
+}
+
+impl Ceiling {
+    /// Tokens/s of a step whose every FLOP ran at the measured matmul rates.
+    pub fn tok_s(&self) -> f64 {
+        let layers = self.flops_per_token - self.head_flops_per_token;
+        1e9 / (layers / self.layers_gflops + self.head_flops_per_token / self.head_gflops)
     }
 }
 
@@ -175,10 +191,12 @@ pub fn print_text(r: &ModelReport) {
         "\ngraft step: forward+loss {fwd:.2} s + backward {bwd:.2} s (best of {}); warm-up {:.2} s; loss {:.3} (ln vocab = {:.3})",
         r.step.runs.len(), r.step.warmup_s, r.step.loss, (s.vocab as f64).ln()
     );
-    let ceiling = r.ceiling_tok_s();
+    let c = &r.ceiling;
+    let ceiling = c.tok_s();
     println!(
-        "matmul ceiling: {:.0} GFLOP/s f32 ([{}x{}]·[{}x{}] through Burn, same threads) = {:.1} tokens/s at {:.2} GFLOP/token (6·N + attention); graft at {:.0}% of it{}",
-        r.matmul_gflops, s.seq, s.hidden, s.hidden, s.ffn, ceiling, r.flops_per_token / 1e9,
+        "matmul ceiling: {:.1} tokens/s = {:.2} GFLOP/token (6·N + attention) at Burn's f32 matmul rates here ({:.0} GFLOP/s at [{}x{}]·[{}x{}], {:.0} at the head's [{}x{}]·[{}x{}]); graft at {:.0}% of it{}",
+        ceiling, c.flops_per_token / 1e9, c.layers_gflops, s.seq, s.hidden, s.hidden, s.ffn,
+        c.head_gflops, s.seq, s.hidden, s.hidden, s.vocab,
         100.0 * r.step.best_tok_s / ceiling,
         t.map_or(String::new(), |t| format!(", PyTorch at {:.0}%", 100.0 * t.fwd_bwd_tok_s / ceiling))
     );
@@ -213,8 +231,8 @@ pub fn to_json(r: &ModelReport) -> serde_json::Value {
         "peak_rss_vs_file": r.load.peak_rss as f64 / r.file_bytes as f64,
         "peak_rss_vs_f32_model": r.load.peak_rss as f64 / r.f32_bytes as f64,
         "step": r.step,
-        "matmul_gflops": r.matmul_gflops,
-        "ceiling_tok_s": r.ceiling_tok_s(),
+        "ceiling": r.ceiling,
+        "ceiling_tok_s": r.ceiling.tok_s(),
         "torch": t,
         "torch_unavailable": match &r.torch { Baseline::Unavailable(why) => Some(why), _ => None },
         "tok_s_vs_torch": t.map(|t| r.step.best_tok_s / t.fwd_bwd_tok_s),
