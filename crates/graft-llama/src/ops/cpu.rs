@@ -5,7 +5,7 @@
 use burn::backend::Flex;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use super::{cpu_ce, cpu_flash, cpu_rows, flash, float, linear_ce, rows, FlashOptions, FusedOps};
+use super::{cpu_ce, cpu_flash, cpu_rows, flash, linear_ce, rows, FlashOptions, FusedOps};
 
 impl FusedOps for Flex {
     fn flash_attention_with_lse(
@@ -44,8 +44,7 @@ impl FusedOps for Flex {
         if cpu_rows::supports(&[&x, &weight]) {
             return cpu_rows::rms_norm_forward(&x, &weight, eps);
         }
-        let (y, rstd) = rows::rms_norm_forward(float::<Self, 2>(x), float(weight), eps);
-        (y.into_primitive().tensor(), rstd.into_primitive().tensor())
+        rows::rms_norm_forward_primitive::<Self>(x, weight, eps)
     }
 
     fn rms_norm_backward(
@@ -57,18 +56,14 @@ impl FusedOps for Flex {
         if cpu_rows::supports(&[&x, &weight, &rstd, &dy]) {
             return cpu_rows::rms_norm_backward(&x, &weight, &rstd, &dy);
         }
-        let (dx, dw) =
-            rows::rms_norm_backward(float::<Self, 2>(x), float(weight), float(rstd), float(dy));
-        (dx.into_primitive().tensor(), dw.into_primitive().tensor())
+        rows::rms_norm_backward_primitive::<Self>(x, weight, rstd, dy)
     }
 
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
         if cpu_rows::supports(&[&gate, &up]) {
             return cpu_rows::swiglu_forward(&gate, &up);
         }
-        rows::swiglu_forward(float::<Self, 2>(gate), float(up))
-            .into_primitive()
-            .tensor()
+        rows::swiglu_forward_primitive::<Self>(gate, up)
     }
 
     fn swiglu_backward(
@@ -79,8 +74,7 @@ impl FusedOps for Flex {
         if cpu_rows::supports(&[&gate, &up, &dh]) {
             return cpu_rows::swiglu_backward(&gate, &up, &dh);
         }
-        let (dg, du) = rows::swiglu_backward(float::<Self, 2>(gate), float(up), float(dh));
-        (dg.into_primitive().tensor(), du.into_primitive().tensor())
+        rows::swiglu_backward_primitive::<Self>(gate, up, dh)
     }
 
     fn cross_entropy_rows(

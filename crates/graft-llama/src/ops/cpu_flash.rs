@@ -466,6 +466,44 @@ fn probs_and_dscores(
     }
 }
 
+/// Recomputes one tile: `P` (in `p`) and `dS` (in `dp`), `[m, cols]`, for the packed queries `qs`
+/// and output gradients `gs` (`[m, d]`: rows `i0..i0 + rows` of the group's heads) against the
+/// keys and values `j0..j0 + cols` of kv head `g`.
+#[allow(clippy::too_many_arguments)]
+fn recompute_tile(
+    dims: &Dims,
+    [k, v]: [&View; 2],
+    stats: &Stats,
+    (b, g): (usize, usize),
+    [qs, gs]: [&[f32]; 2],
+    (i0, rows): (usize, usize),
+    (j0, cols): (usize, usize),
+    [p, dp]: [&mut [f32]; 2],
+) {
+    let (d, m) = (dims.d, dims.n_rep * rows);
+    let (kp, ks) = k.ptr(b, g, j0);
+    let (vp, vs) = v.ptr(b, g, j0);
+    // SAFETY: `p`, `dp` hold `m × cols`, `qs`, `gs` hold `m × d`; k/v rows j0..j0 + cols exist.
+    unsafe {
+        // S = Q · Kᵀ, dP = dO · Vᵀ: [m, cols]
+        gemm(
+            (m, cols, d),
+            (p.as_mut_ptr(), cols as isize, 1),
+            false,
+            (qs.as_ptr(), d as isize, 1),
+            (kp, 1, ks),
+        );
+        gemm(
+            (m, cols, d),
+            (dp.as_mut_ptr(), cols as isize, 1),
+            false,
+            (gs.as_ptr(), d as isize, 1),
+            (vp, 1, vs),
+        );
+    }
+    probs_and_dscores(dims, stats, (b, g), (i0, rows), (j0, cols), p, dp);
+}
+
 /// `dK`, `dV` of keys `j0..j0 + cols` of kv head `g`, over every query (of the group's heads)
 /// that sees them.
 fn key_block_grads(
@@ -480,8 +518,6 @@ fn key_block_grads(
     let mut dv = vec![0f32; cols * d];
     let queries = dims.queries_of(j0).start..dims.queries_of(j0 + cols - 1).end;
     let block = QUERY_BLOCK.min(dims.tile);
-    let (kp, ks) = k.ptr(b, g, j0);
-    let (vp, vs) = v.ptr(b, g, j0);
     let mut p = vec![0f32; dims.n_rep * block * cols];
     let mut dp = vec![0f32; dims.n_rep * block * cols];
     for i0 in queries.clone().step_by(block) {
@@ -489,24 +525,17 @@ fn key_block_grads(
         let m = dims.n_rep * rows;
         let qs = pack(q, dims, (b, g), i0, rows);
         let gs = pack(grad, dims, (b, g), i0, rows);
-        unsafe {
-            // S = Q · Kᵀ, dP = dO · Vᵀ: [m, cols]
-            gemm(
-                (m, cols, d),
-                (p.as_mut_ptr(), cols as isize, 1),
-                false,
-                (qs.as_ptr(), d as isize, 1),
-                (kp, 1, ks),
-            );
-            gemm(
-                (m, cols, d),
-                (dp.as_mut_ptr(), cols as isize, 1),
-                false,
-                (gs.as_ptr(), d as isize, 1),
-                (vp, 1, vs),
-            );
-        }
-        probs_and_dscores(dims, stats, (b, g), (i0, rows), (j0, cols), &mut p, &mut dp);
+        let tile = [&mut p[..m * cols], &mut dp[..m * cols]];
+        recompute_tile(
+            dims,
+            [k, v],
+            stats,
+            (b, g),
+            [&qs, &gs],
+            (i0, rows),
+            (j0, cols),
+            tile,
+        );
         unsafe {
             // dV += Pᵀ · dO, dK += dSᵀ · Q: [cols, d]
             gemm(
@@ -553,25 +582,18 @@ fn query_block_grads(
     let mut dp = vec![0f32; m * width];
     for j0 in keys.clone().step_by(dims.tile) {
         let cols = dims.tile.min(keys.end - j0);
+        let tile = [&mut p[..m * cols], &mut dp[..m * cols]];
+        recompute_tile(
+            dims,
+            [k, v],
+            stats,
+            (b, g),
+            [&qs, &gs],
+            (i0, rows),
+            (j0, cols),
+            tile,
+        );
         let (kp, ks) = k.ptr(b, g, j0);
-        let (vp, vs) = v.ptr(b, g, j0);
-        unsafe {
-            gemm(
-                (m, cols, d),
-                (p.as_mut_ptr(), cols as isize, 1),
-                false,
-                (qs.as_ptr(), d as isize, 1),
-                (kp, 1, ks),
-            );
-            gemm(
-                (m, cols, d),
-                (dp.as_mut_ptr(), cols as isize, 1),
-                false,
-                (gs.as_ptr(), d as isize, 1),
-                (vp, 1, vs),
-            );
-        }
-        probs_and_dscores(dims, stats, (b, g), (i0, rows), (j0, cols), &mut p, &mut dp);
         // dQ += dS · K: [m, d]
         unsafe {
             gemm(

@@ -102,8 +102,7 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (y, rstd) = rows::rms_norm_forward(float::<Self, 2>(x), float(weight), eps);
-        (y.into_primitive().tensor(), rstd.into_primitive().tensor())
+        rows::rms_norm_forward_primitive::<Self>(x, weight, eps)
     }
 
     /// [`rows::rms_norm_backward`]: `(d x, d weight)`.
@@ -113,16 +112,12 @@ pub trait FusedOps: Backend {
         rstd: FloatTensor<Self>,
         dy: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (dx, dw) =
-            rows::rms_norm_backward(float::<Self, 2>(x), float(weight), float(rstd), float(dy));
-        (dx.into_primitive().tensor(), dw.into_primitive().tensor())
+        rows::rms_norm_backward_primitive::<Self>(x, weight, rstd, dy)
     }
 
     /// `silu(gate) · up` as one op; see [`swiglu`].
     fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
-        rows::swiglu_forward(float::<Self, 2>(gate), float(up))
-            .into_primitive()
-            .tensor()
+        rows::swiglu_forward_primitive::<Self>(gate, up)
     }
 
     /// [`rows::swiglu_backward`]: `(d gate, d up)`.
@@ -131,8 +126,7 @@ pub trait FusedOps: Backend {
         up: FloatTensor<Self>,
         dh: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (dg, du) = rows::swiglu_backward(float::<Self, 2>(gate), float(up), float(dh));
-        (dg.into_primitive().tensor(), du.into_primitive().tensor())
+        rows::swiglu_backward_primitive::<Self>(gate, up, dh)
     }
 
     /// Per-row cross-entropy of a chunk of logits and, with `grad`, its gradient; see

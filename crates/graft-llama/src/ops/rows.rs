@@ -9,7 +9,51 @@
 
 use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor};
+
+use super::float;
+
+/// [`rms_norm_forward`] on primitives (the default of [`super::FusedOps::rms_norm_forward`]).
+pub(crate) fn rms_norm_forward_primitive<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    eps: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (y, rstd) = rms_norm_forward(float::<B, 2>(x), float(weight), eps);
+    (y.into_primitive().tensor(), rstd.into_primitive().tensor())
+}
+
+/// [`rms_norm_backward`] on primitives.
+pub(crate) fn rms_norm_backward_primitive<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    rstd: FloatTensor<B>,
+    dy: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (dx, dw) = rms_norm_backward(float::<B, 2>(x), float(weight), float(rstd), float(dy));
+    (dx.into_primitive().tensor(), dw.into_primitive().tensor())
+}
+
+/// [`swiglu_forward`] on primitives.
+pub(crate) fn swiglu_forward_primitive<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+) -> FloatTensor<B> {
+    swiglu_forward(float::<B, 2>(gate), float(up))
+        .into_primitive()
+        .tensor()
+}
+
+/// [`swiglu_backward`] on primitives.
+pub(crate) fn swiglu_backward_primitive<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+    dh: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (dg, du) = swiglu_backward(float::<B, 2>(gate), float(up), float(dh));
+    (dg.into_primitive().tensor(), du.into_primitive().tensor())
+}
 
 /// `x · rsqrt(mean(x²) + eps)` cast to `x`'s dtype, times `weight`; and `rsqrt(mean(x²) + eps)`
 /// per row (f32).
