@@ -65,8 +65,8 @@ pub(super) fn rms_norm_forward(
 ) -> (FlexTensor, FlexTensor) {
     let (x, weight) = (contiguous(x), contiguous(weight));
     let (xs, w) = (x.storage::<f32>(), weight.storage::<f32>());
-    let d = w.len();
-    let rows = xs.len() / d.max(1);
+    let d = w.len().max(1);
+    let rows = xs.len() / d;
     let mut y = vec![0f32; xs.len()];
     let mut rstd = vec![0f32; rows];
     y.par_chunks_mut(d * BLOCK_ROWS)
@@ -103,7 +103,7 @@ pub(super) fn rms_norm_backward(
         rstd.storage::<f32>(),
         dy.storage::<f32>(),
     );
-    let d = w.len();
+    let d = w.len().max(1);
     let mut dx = vec![0f32; xs.len()];
     let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(d * BLOCK_ROWS)
@@ -135,11 +135,11 @@ pub(super) fn rms_norm_backward(
             dw
         })
         .collect();
-    let mut dw = vec![0f32; d];
+    let mut dw = vec![0f32; w.len()];
     for p in &partials {
         dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
-    (tensor(dx, shape(&x)), tensor(dw, vec![d]))
+    (tensor(dx, shape(&x)), tensor(dw, vec![w.len()]))
 }
 
 /// `sigmoid(x)` through [`exp`] of a non-positive argument (no overflow), branch-free.
