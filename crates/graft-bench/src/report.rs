@@ -35,6 +35,12 @@ pub struct StepSummary {
 }
 
 impl StepSummary {
+    /// Both measurements' runs as one summary (the warm-up and loss of `self`).
+    pub fn merge(self, other: StepSummary) -> Self {
+        let runs = self.runs.into_iter().chain(other.runs).collect();
+        Self::new(self.seq, self.warmup_s, self.loss, runs)
+    }
+
     pub fn new(seq: usize, warmup_s: f64, loss: f32, runs: Vec<(f64, f64)>) -> Self {
         let mut tok_s: Vec<f64> = runs.iter().map(|(f, b)| seq as f64 / (f + b)).collect();
         tok_s.sort_by(f64::total_cmp);
