@@ -9,7 +9,8 @@
 //! - `graft bench model`: a random Llama-shaped model generated on the fly — load time against a
 //!   raw read of the same bytes, peak RSS of the load against the model size, and training-step
 //!   (forward + backward) tokens/s on the CPU backend, each beside PyTorch CPU on the same shape
-//!   when `torch` and `transformers` are installed; then optimizer steps as `graft train` runs
+//!   when `torch` and `transformers` are installed (interleaved), with the step's ceiling at the
+//!   backend's measured matmul rates; then optimizer steps as `graft train` runs
 //!   them, with tokens/s, MFU and peak memory beside `graft plan` (on CUDA: only these).
 //! - `graft bench memory RECIPE`: peak memory of a recipe's training steps, measured in a fresh
 //!   process per sequence length, beside `graft plan`'s prediction.

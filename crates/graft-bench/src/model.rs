@@ -4,8 +4,11 @@
 //! 1. a raw read of the checkpoint's bytes (warm page cache, best of N),
 //! 2. `graft_llama::load` of the same files to f32, in a fresh process (best time of N; peak RSS),
 //! 3. forward + backward with the causal LM loss on `Autodiff<Flex>` (batch 1), warm-up + N reps,
+//!    in two windows interleaved with two runs of the PyTorch baseline on the same shape (best of
+//!    each side, so that a machine whose speed drifts favours neither),
+//! 4. the backend's f32 matmul rates at the layers' and the LM head's shapes: the step's ceiling,
 //!
-//! then runs the PyTorch baseline on the same shape and prints both side by side.
+//! and prints graft and PyTorch side by side.
 
 use std::path::Path;
 use std::time::Instant;
