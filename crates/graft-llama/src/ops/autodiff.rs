@@ -4,7 +4,8 @@
 //! - attention keeps `q`, `k`, `v`, the output and one f32 log-sum-exp per query row;
 //! - the fused loss makes its gradients in the forward pass, chunk by chunk (Liger Kernel), and
 //!   keeps only them (`[tokens, hidden]` and `[vocab, hidden]`), scaled by the incoming gradient
-//!   in backward.
+//!   in backward;
+//! - RMSNorm keeps its input and one f32 `rstd` per row, SwiGLU its two inputs.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

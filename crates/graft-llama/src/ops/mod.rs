@@ -6,11 +6,14 @@
 //! - [`linear_cross_entropy`]: the LM head and the next-token loss over chunks of tokens, as Liger
 //!   Kernel's fused linear cross-entropy: no `[tokens, vocab]` buffer for all tokens at once, in
 //!   forward or backward.
+//! - [`rms_norm`] and [`swiglu`]: single ops with their own backward (Liger Kernel's fused RMSNorm
+//!   and SwiGLU) that keep only their inputs, instead of a chain of elementwise tensors.
 //!
-//! Both are methods of [`FusedOps`], a Burn backend extension trait (the pattern of Burn's
-//! `custom-wgpu-kernel` example). Plain backends get the tiled forward written with tensor ops
-//! (default methods); `Autodiff<B, C>` overrides them with custom backward steps
-//! ([`autodiff`]), so nothing of size `seq × seq` or `tokens × vocab` is kept for backward.
+//! All are methods of [`FusedOps`], a Burn backend extension trait (the pattern of Burn's
+//! `custom-wgpu-kernel` example). Plain backends get versions written with tensor ops (default
+//! methods: [`flash`], [`linear_ce`], [`rows`]); `Autodiff<B, C>` overrides them with custom
+//! backward steps (`autodiff.rs`), so nothing of size `seq × seq` or `tokens × vocab` is kept for
+//! backward. The CPU backend overrides the compute with kernels on f32 slices (`cpu.rs`).
 
 mod autodiff;
 mod cpu;
