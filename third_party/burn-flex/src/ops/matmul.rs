@@ -261,8 +261,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    let mut out_buf = gemm_output::<T>(m * n);
 
     let parallelism = get_parallelism(m, n, k);
 
@@ -271,7 +270,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             m,
             n,
             k,
-            out_data.as_mut_ptr(),
+            out_buf.as_mut_ptr() as *mut T,
             1,
             n as isize,
             lhs_ptr,
@@ -284,7 +283,34 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
         );
     }
 
-    output
+    // SAFETY: gemm (read_dst = false) wrote all m × n elements.
+    unsafe { written_output(out_buf, out_shape) }
+}
+
+/// graft patch (2): the buffer of a product's output, not zeroed. gemm called with
+/// `read_dst = false` (as here, alpha zero) stores every element of `dst` without using what was
+/// there (and writes zeros when `k == 0`), so the `memset` of `FlexTensor::empty` was wasted on
+/// every matmul output. `MaybeUninit` until [`written_output`].
+fn gemm_output<T: GemmScalar>(len: usize) -> Vec<core::mem::MaybeUninit<T>> {
+    let mut buf = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` elements need no initialisation.
+    unsafe { buf.set_len(len) };
+    buf
+}
+
+/// The tensor of a [`gemm_output`] buffer.
+///
+/// # Safety
+/// Every element of `buf` has been written.
+unsafe fn written_output<T: GemmScalar>(
+    buf: Vec<core::mem::MaybeUninit<T>>,
+    shape: Shape,
+) -> FlexTensor {
+    let mut buf = core::mem::ManuallyDrop::new(buf);
+    // SAFETY: same allocation, length and capacity; `MaybeUninit<T>` has `T`'s layout, and the
+    // caller guarantees every element is initialised.
+    let buf = unsafe { Vec::from_raw_parts(buf.as_mut_ptr() as *mut T, buf.len(), buf.capacity()) };
+    FlexTensor::new(Bytes::from_elems(buf), Layout::contiguous(shape), T::dtype())
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -364,13 +390,13 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    let mut out_buf = gemm_output::<T>(batch_size * out_matrix_size);
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
+    let out_data = &mut out_buf[..];
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
@@ -409,7 +435,7 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
             let parallelism = gemm::Parallelism::Rayon(0);
             for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+                run_one(out_data[b * out_matrix_size..].as_mut_ptr() as *mut T, b, parallelism);
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;
@@ -418,12 +444,12 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
                 .par_chunks_mut(out_matrix_size)
                 .enumerate()
                 .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
+                    run_one(out_chunk.as_mut_ptr() as *mut T, b, gemm::Parallelism::None);
                 });
         } else {
             for b in 0..batch_size {
                 run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
+                    out_data[b * out_matrix_size..].as_mut_ptr() as *mut T,
                     b,
                     gemm::Parallelism::None,
                 );
@@ -436,14 +462,15 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let _ = per_matrix_ops;
         for b in 0..batch_size {
             run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
+                out_data[b * out_matrix_size..].as_mut_ptr() as *mut T,
                 b,
                 gemm::Parallelism::None,
             );
         }
     }
 
-    output
+    // SAFETY: every batch's gemm (read_dst = false) wrote its m × n elements.
+    unsafe { written_output(out_buf, out_shape) }
 }
 
 // ============================================================================
