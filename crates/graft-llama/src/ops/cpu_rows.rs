@@ -22,11 +22,6 @@ pub(super) fn supports(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// The f32 elements of `t` in row-major order (copied only when `t` is not contiguous).
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
@@ -63,7 +58,7 @@ pub(super) fn rms_norm_forward(
     weight: &FlexTensor,
     eps: f64,
 ) -> (FlexTensor, FlexTensor) {
-    let (x, weight) = (contiguous(x), contiguous(weight));
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let (xs, w) = (x.storage::<f32>(), weight.storage::<f32>());
     let d = w.len().max(1);
     let rows = xs.len() / d;
@@ -92,10 +87,10 @@ pub(super) fn rms_norm_backward(
     dy: &FlexTensor,
 ) -> (FlexTensor, FlexTensor) {
     let (x, weight, rstd, dy) = (
-        contiguous(x),
-        contiguous(weight),
-        contiguous(rstd),
-        contiguous(dy),
+        x.to_contiguous(),
+        weight.to_contiguous(),
+        rstd.to_contiguous(),
+        dy.to_contiguous(),
     );
     let (xs, w, rs, dys) = (
         x.storage::<f32>(),
@@ -156,7 +151,7 @@ fn sigmoid(x: f32) -> f32 {
 
 /// [`super::rows::swiglu_forward`].
 pub(super) fn swiglu_forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
-    let (gate, up) = (contiguous(gate), contiguous(up));
+    let (gate, up) = (gate.to_contiguous(), up.to_contiguous());
     let (g, u) = (gate.storage::<f32>(), up.storage::<f32>());
     let mut h = vec![0f32; g.len()];
     h.par_chunks_mut(BLOCK_ELEMS)
@@ -176,7 +171,7 @@ pub(super) fn swiglu_backward(
     up: &FlexTensor,
     dh: &FlexTensor,
 ) -> (FlexTensor, FlexTensor) {
-    let (gate, up, dh) = (contiguous(gate), contiguous(up), contiguous(dh));
+    let (gate, up, dh) = (gate.to_contiguous(), up.to_contiguous(), dh.to_contiguous());
     let (g, u, dhs) = (
         gate.storage::<f32>(),
         up.storage::<f32>(),
