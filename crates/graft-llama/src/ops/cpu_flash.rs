@@ -153,7 +153,6 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 /// `dst[m × n] (= or +=) lhs[m × k] · rhs[k × n]`, each given by pointer, row and column stride.
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: (*mut f32, isize, isize),
